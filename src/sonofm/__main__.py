@@ -1,0 +1,5 @@
+import sys
+
+from sonofm.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""Entry point of the ``sonofm`` command.
+
+Every command module exposes ``register(subparsers)``, which adds its parsers and sets ``handler`` (a function taking
+the parsed ``argparse.Namespace`` and returning an exit code) with ``set_defaults``. A :class:`SonofmError` raised
+anywhere becomes one line on stderr and exit code 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sonofm import __version__
+from sonofm.errors import SonofmError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sonofm.cli import data as data_cli
+
+    parser = argparse.ArgumentParser(prog="sonofm", description="Ultrasound foundation-model toolkit.")
+    parser.add_argument("--version", action="version", version=f"sonofm {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (data_cli,):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SonofmError as error:
+        print(f"sonofm: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sonofm: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
