@@ -1,0 +1,41 @@
+"""``sonofm evaluate`` and ``sonofm predict``: use a finished run."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    evaluate = subparsers.add_parser("evaluate", help="metrics of a finished run on a split or another dataset")
+    evaluate.add_argument("--run", required=True, help="finished run folder")
+    evaluate.add_argument("--data", help="another dataset (default: the run's own data and split)")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.set_defaults(handler=run_evaluate)
+
+    predict = subparsers.add_parser("predict", help="predict image files with a finished run")
+    predict.add_argument("--run", required=True, help="finished run folder")
+    predict.add_argument("--input", required=True, help="an image file or a folder (searched recursively)")
+    predict.add_argument("--out", required=True, help="output folder (predictions.csv)")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--no-progress", action="store_true")
+    predict.set_defaults(handler=run_predict)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from sonofm.tasks.evaluate import evaluate_run
+
+    metrics, path = evaluate_run(args.run, args.data, args.split, args.batch_size, progress=not args.no_progress)
+    for key, value in metrics.items():
+        print(f"{key:32s} {value:.4f}")
+    print(f"written to {path}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from sonofm.tasks.predict import predict_run
+
+    path = predict_run(args.run, args.input, args.out, args.batch_size, progress=not args.no_progress)
+    print(f"predictions written to {path}")
+    return 0

@@ -1,0 +1,115 @@
+"""Read ultrasound images and integer masks from disk, failing with one clear line per bad file.
+
+Images always come back as ``uint8 (H, W, 3)``; masks as ``int64 (H, W)`` class ids. Every failure (missing file,
+unsupported format, truncated or corrupt data, unusable pixel mode) raises :class:`SonofmError` naming the file.
+Files are decoded fully, so a truncated file fails here rather than inside a DataLoader worker; this relies on
+Pillow's default ``ImageFile.LOAD_TRUNCATED_IMAGES = False``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sonofm.errors import SonofmError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+"""File extensions (lower case) the layout readers treat as images."""
+
+_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "TIFF"}  # MPO: the multi-picture JPEG some cameras write
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a visible file name ending in one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _decode(path: Path, what: str) -> Image.Image:
+    """Open and fully decode ``path``; ``what`` ("image" or "mask") names the file kind in errors."""
+    try:
+        with Image.open(path) as opened:
+            if opened.format not in _FORMATS:
+                raise SonofmError(
+                    f"cannot read {what} {path}: unsupported format {opened.format} (use PNG, JPEG, BMP or TIFF)"
+                )
+            opened.load()
+            return opened.copy()  # closing the file releases the decoded data, so keep a copy
+    except FileNotFoundError:
+        raise SonofmError(f"cannot read {what} {path}: file not found") from None
+    except IsADirectoryError:
+        raise SonofmError(f"cannot read {what} {path}: is a directory") from None
+    except UnidentifiedImageError:
+        raise SonofmError(f"cannot read {what} {path}: not an image file or unsupported format") from None
+    except Image.DecompressionBombError:
+        raise SonofmError(f"cannot read {what} {path}: too many pixels (Pillow decompression-bomb limit)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise SonofmError(f"cannot read {what} {path}: truncated or corrupt ({error})") from None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as ``uint8 (H, W, 3)``.
+
+    PNG, JPEG, BMP and TIFF are accepted. Grayscale is replicated to 3 channels, palettes are expanded and alpha
+    is dropped (pixels keep their colour values). 16-bit data is mapped to 8 bits over the full 16-bit range
+    (``round(v * 255 / 65535)``), not stretched per image, so intensities stay comparable between files.
+    """
+    path = Path(path)
+    image = _decode(path, "image")
+    if image.mode in _SIXTEEN_BIT_MODES:
+        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if image.mode == "F":
+        raise SonofmError(f"cannot read image {path}: floating-point pixels are not supported (save as 8 or 16 bit)")
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a mask file as ``int64 (H, W)`` class ids.
+
+    The pixel values are the ids (palette masks give their palette indices). A mask holding exactly the values
+    {0, 255} or {255} is taken as binary and mapped to {0, 1}. An RGB(A) mask is accepted only when its colour
+    channels are equal; a gray + alpha mask keeps its gray channel.
+    """
+    path = Path(path)
+    image = _decode(path, "mask")
+    if image.mode == "F":
+        raise SonofmError(f"cannot read mask {path}: floating-point pixels; masks must be integer class ids")
+    if image.mode in ("LA", "La", "PA"):
+        ids = np.asarray(image, dtype=np.int64)[:, :, 0]
+    elif image.mode in ("1", "L", "P") or image.mode in _SIXTEEN_BIT_MODES:
+        ids = np.asarray(image).astype(np.int64)
+    else:
+        rgb = np.asarray(image.convert("RGB"))
+        if np.any(rgb[:, :, 1:] != rgb[:, :, :1]):
+            raise SonofmError(f"mask {path} is RGB with distinct channels; masks must be single-channel class ids")
+        ids = rgb[:, :, 0].astype(np.int64)
+    if ids.size and ids.min() < 0:
+        raise SonofmError(f"cannot read mask {path}: negative values; masks must be class ids >= 0")
+    if ids.size and ids.max() == 255 and np.all((ids == 0) | (ids == 255)):
+        return (ids == 255).astype(np.int64)
+    return ids
+
+
+def unique_ids(mask: np.ndarray) -> list[int]:
+    """Sorted class ids present in an ``int64 (H, W)`` mask from :func:`read_mask`."""
+    return np.flatnonzero(np.bincount(mask.ravel())).tolist()
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file, read from its header without decoding the pixels."""
+    path = Path(path)
+    try:
+        with Image.open(path) as opened:
+            return opened.size
+    except FileNotFoundError:
+        raise SonofmError(f"cannot read image {path}: file not found") from None
+    except UnidentifiedImageError:
+        raise SonofmError(f"cannot read image {path}: not an image file or unsupported format") from None
+    except OSError as error:
+        raise SonofmError(f"cannot read image {path}: {error}") from None

@@ -1,0 +1,58 @@
+"""Classification metrics over a whole split (torchmetrics functional implementations)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_auroc,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+
+def classification_metrics(probs: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> dict[str, float]:
+    """Accuracy, balanced accuracy, macro F1, macro AUROC and per-class precision/recall.
+
+    Args:
+        probs: (N, C) class probabilities.
+        labels: (N,) integer class ids.
+        class_names: C names, used in the per-class keys ``precision/<name>``, ``recall/<name>``.
+
+    Returns:
+        flat dict; balanced accuracy is the mean recall over the classes present in ``labels``. AUROC is NaN when fewer
+        than two classes are present.
+    """
+    num_classes = len(class_names)
+    probs = probs.float()
+    labels = labels.long()
+    present = torch.bincount(labels, minlength=num_classes) > 0
+    recall = multiclass_recall(probs, labels, num_classes=num_classes, average="none")
+    precision = multiclass_precision(probs, labels, num_classes=num_classes, average="none")
+    metrics = {
+        "accuracy": multiclass_accuracy(probs, labels, num_classes=num_classes, average="micro").item(),
+        "balanced_accuracy": recall[present].mean().item() if present.any() else math.nan,
+        "macro_f1": multiclass_f1_score(probs, labels, num_classes=num_classes, average="macro").item(),
+        "auroc": _auroc(probs, labels, num_classes, present),
+    }
+    for index, name in enumerate(class_names):
+        metrics[f"precision/{name}"] = precision[index].item()
+        metrics[f"recall/{name}"] = recall[index].item() if present[index] else math.nan
+    return metrics
+
+
+def confusion_matrix(probs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C, C) counts; rows are true classes, columns predicted classes."""
+    return multiclass_confusion_matrix(probs.float(), labels.long(), num_classes=num_classes)
+
+
+def _auroc(probs: torch.Tensor, labels: torch.Tensor, num_classes: int, present: torch.Tensor) -> float:
+    """Macro one-vs-rest AUROC over the classes present in ``labels``."""
+    if int(present.sum()) < 2:
+        return math.nan
+    per_class = multiclass_auroc(probs, labels, num_classes=num_classes, average="none")
+    return per_class[present].mean().item()

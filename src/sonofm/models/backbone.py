@@ -1,0 +1,26 @@
+"""The interface every registered backbone offers to heads, tasks and pretraining methods."""
+
+from typing import Protocol, runtime_checkable
+
+from torch import Tensor
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """What tasks may rely on, whatever the architecture.
+
+    ``forward_tokens(x)`` maps images ``(B, 3, H, W)`` to tokens ``(B, P + N, C)``: ``P = num_prefix_tokens``
+    summary tokens first (a ViT's CLS token, a ResNet's spatial mean), then ``N`` spatial tokens in row-major order,
+    ``C = embed_dim``. Calling the module itself returns the same tokens. ``layer_id`` groups parameters for
+    layer-wise learning-rate decay, from 0 (input side) to ``num_layer_ids - 1`` (output side).
+    """
+
+    backbone_name: str
+    img_size: int
+    embed_dim: int
+    num_prefix_tokens: int
+    num_layer_ids: int
+
+    def forward_tokens(self, x: Tensor) -> Tensor: ...
+
+    def layer_id(self, param_name: str) -> int: ...

@@ -1,0 +1,45 @@
+"""Image classifier: any registered backbone + mean-pooled patch tokens + LayerNorm + linear head (USFM's recipe)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ImageClassifier(nn.Module):
+    """``backbone.forward_tokens`` -> mean of patch tokens (prefix tokens excluded) -> ``fc_norm`` -> ``head``.
+
+    Parameter names are ``backbone.*``, ``fc_norm.*`` and ``head.*``, so a saved classifier also loads as a backbone
+    (the weight loader strips ``backbone.`` and ignores the head).
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, head_init_scale: float = 0.001, drop_rate: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        dim = backbone.embed_dim
+        self.fc_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        with torch.no_grad():
+            self.head.weight.mul_(head_init_scale)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> pooled, normalised features (B, C)."""
+        tokens = self.backbone.forward_tokens(images)
+        return self.fc_norm(tokens[:, self.backbone.num_prefix_tokens :].mean(dim=1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> class logits (B, num_classes)."""
+        return self.head(self.head_drop(self.forward_features(images)))
+
+    def layer_id(self, param_name: str) -> int:
+        """Layer index for layer-wise LR decay; the head sits above the backbone's last layer."""
+        if param_name.startswith("backbone."):
+            return self.backbone.layer_id(param_name.removeprefix("backbone."))
+        return self.backbone.num_layer_ids
+
+    @property
+    def num_layer_ids(self) -> int:
+        return self.backbone.num_layer_ids + 1

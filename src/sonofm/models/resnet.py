@@ -1,0 +1,67 @@
+"""torchvision ResNet backbones (randomly initialised) with the sonofm token interface and a C2..C5 pyramid."""
+
+import torch
+from torch import Tensor
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from sonofm.models.registry import register_backbone
+
+STEM_PARAMS = frozenset({"conv1", "bn1"})
+
+
+class ResNetBackbone(ResNet):
+    """torchvision ResNet without pooling and classifier; parameter names are torchvision's.
+
+    ``forward_tokens``: images ``(B, 3, H, W)`` -> ``(B, 1 + h*w, C)``: the C5 map ``(B, C, H/32, W/32)`` flattened
+    row-major, behind its spatial mean as the one prefix token.
+    """
+
+    backbone_name: str = ""  # the registry name; set by create_backbone
+    num_prefix_tokens = 1
+    num_layer_ids = 5
+
+    def __init__(self, block: type[BasicBlock | Bottleneck], layers: list[int], img_size: int = 224) -> None:
+        super().__init__(block, layers)
+        del self.avgpool, self.fc
+        self.img_size = img_size
+        self.pyramid_channels = [64 * block.expansion * 2**stage for stage in range(4)]
+        self.embed_dim = self.pyramid_channels[-1]
+
+    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
+        """Images ``(B, 3, H, W)`` -> [C2, C3, C4, C5] at strides 4, 8, 16, 32 with ``pyramid_channels``."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        pyramid = []
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = stage(x)
+            pyramid.append(x)
+        return pyramid
+
+    def forward_tokens(self, x: Tensor) -> Tensor:
+        """Images ``(B, 3, H, W)`` -> ``(B, 1 + h*w, C)``: spatial mean of C5, then C5's positions."""
+        patches = self.forward_pyramid(x)[-1].flatten(2).transpose(1, 2)
+        return torch.cat((patches.mean(dim=1, keepdim=True), patches), dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Same as ``forward_tokens``."""
+        return self.forward_tokens(x)
+
+    def layer_id(self, param_name: str) -> int:
+        """Layer-decay group: 0 for the stem (conv1, bn1), k for ``layer{k}``."""
+        root = param_name.partition(".")[0]
+        if root in STEM_PARAMS:
+            return 0
+        if root.startswith("layer"):
+            return int(root.removeprefix("layer"))
+        raise ValueError(f"not a ResNet backbone parameter: {param_name}")
+
+
+@register_backbone("resnet18")
+def resnet18(img_size: int = 224) -> ResNetBackbone:
+    """ResNet-18: C5 has 512 channels."""
+    return ResNetBackbone(BasicBlock, [2, 2, 2, 2], img_size=img_size)
+
+
+@register_backbone("resnet50")
+def resnet50(img_size: int = 224) -> ResNetBackbone:
+    """ResNet-50: C5 has 2048 channels."""
+    return ResNetBackbone(Bottleneck, [3, 4, 6, 3], img_size=img_size)

@@ -1,0 +1,110 @@
+"""The USFM encoder: a BEiT-style ViT/16 with per-block relative position bias, layer scale and a mask token.
+
+Built on ``timm.models.beit.Beit`` so parameter names match the official checkpoint once its shared relative
+position table is copied into the blocks (see ``usfm_checkpoint``). timm's attention adds the bias as a float mask to
+``scaled_dot_product_attention``; its index follows BEiT: ``(dy + h - 1) * (2w - 1) + (dx + w - 1)`` for patch
+pairs, and the last 3 table rows for cls->token, token->cls and cls->cls.
+"""
+
+from functools import partial
+
+import torch
+from timm.layers import LayerNorm, trunc_normal_
+from timm.models.beit import Beit
+from torch import Tensor, nn
+
+from sonofm.models.registry import register_backbone
+from sonofm.models.vit_helpers import ViTBackboneMixin, check_image_batch, check_patch_multiple
+
+PATCH_SIZE = 16
+
+
+class UsfmViT(ViTBackboneMixin, Beit):
+    """USFM ViT encoder. Images ``(B, 3, H, W)`` -> tokens ``(B, 1 + N, C)``, CLS first, ``N = (H/16)(W/16)``."""
+
+    backbone_name: str = ""  # the registry name; set by create_backbone
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.1,
+        layer_scale_init: float = 0.1,
+    ) -> None:
+        check_patch_multiple(img_size, PATCH_SIZE)
+        super().__init__(
+            img_size=img_size,
+            patch_size=PATCH_SIZE,
+            num_classes=0,
+            global_pool="",
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            qkv_bias=True,
+            mlp_ratio=mlp_ratio,
+            drop_path_rate=drop_path_rate,
+            norm_layer=partial(LayerNorm, eps=1e-6),
+            init_values=layer_scale_init,
+            use_abs_pos_emb=False,
+            use_rel_pos_bias=True,
+            use_shared_rel_pos_bias=False,
+        )
+        self.img_size = img_size
+        self.patch_size = PATCH_SIZE
+        self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)
+        self.depth = depth
+        self.num_layer_ids = depth + 2
+        self.mask_token = nn.Parameter(torch.empty(1, 1, embed_dim))
+        trunc_normal_(self.mask_token, std=0.02)
+
+    def forward_tokens(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Images ``(B, 3, H, W)`` -> last block's tokens ``(B, 1 + N, C)`` before the final norm.
+
+        ``mask`` ``(B, N)`` bool: where True the patch embedding is replaced by ``mask_token``.
+        """
+        return self._run_blocks(self._embed(x, mask))
+
+    def forward_features(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Final-normed tokens ``(B, 1 + N, C)``; ``mask`` as in ``forward_tokens``."""
+        return self.norm(self.forward_tokens(x, mask))
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names excluded from weight decay: tokens and relative position tables."""
+        return super().no_weight_decay() | {"mask_token"}
+
+    def _embed(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Images -> ``(B, 1 + N, C)``: patch embeddings (masked ones replaced) behind the CLS token."""
+        check_image_batch(x, self.patch_embed.img_size)
+        patches = self.patch_embed(x)
+        if mask is not None:
+            if mask.dtype != torch.bool or mask.shape != patches.shape[:2]:
+                raise ValueError(f"mask must be bool {tuple(patches.shape[:2])}, got {mask.dtype} {tuple(mask.shape)}")
+            patches = torch.where(mask.unsqueeze(-1), self.mask_token.to(patches.dtype), patches)
+        cls = self.cls_token.expand(patches.shape[0], -1, -1)
+        return self.pos_drop(torch.cat((cls, patches), dim=1))
+
+
+def _build(img_size: int, embed_dim: int, depth: int, num_heads: int, **overrides) -> UsfmViT:
+    return UsfmViT(img_size=img_size, **{"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads, **overrides})
+
+
+@register_backbone("usfm_vit_tiny_patch16")
+def usfm_vit_tiny_patch16(img_size: int = 224, **overrides) -> UsfmViT:
+    """USFM-style ViT-Tiny/16: 192 dim, 12 blocks, 3 heads."""
+    return _build(img_size, 192, 12, 3, **overrides)
+
+
+@register_backbone("usfm_vit_small_patch16")
+def usfm_vit_small_patch16(img_size: int = 224, **overrides) -> UsfmViT:
+    """USFM-style ViT-Small/16: 384 dim, 12 blocks, 6 heads."""
+    return _build(img_size, 384, 12, 6, **overrides)
+
+
+@register_backbone("usfm_vit_base_patch16")
+def usfm_vit_base_patch16(img_size: int = 224, **overrides) -> UsfmViT:
+    """The USFM encoder, ViT-Base/16: 768 dim, 12 blocks, 12 heads (the shape of USFM_latest.pth)."""
+    return _build(img_size, 768, 12, 12, **overrides)

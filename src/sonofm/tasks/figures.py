@@ -1,0 +1,61 @@
+"""Figures written into run folders (matplotlib, Agg backend, atomic PNG writes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from sonofm.runs.atomic import atomic_write  # noqa: E402
+
+
+def save_figure(figure: plt.Figure, path: str | Path) -> Path:
+    """Save ``figure`` as PNG atomically and close it."""
+    try:
+        return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    finally:
+        plt.close(figure)
+
+
+def plot_confusion_matrix(matrix: torch.Tensor, class_names: list[str], path: str | Path, title: str) -> Path:
+    """(C, C) counts (rows true, columns predicted) as an annotated heat map with row-normalised colours."""
+    counts = matrix.cpu().float()
+    rates = counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
+    size = 1.2 + 0.8 * len(class_names)
+    figure, axes = plt.subplots(figsize=(size + 1.5, size))
+    image = axes.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    axes.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axes.set_yticks(range(len(class_names)), class_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    for row in range(len(class_names)):
+        for col in range(len(class_names)):
+            colour = "white" if rates[row, col] > 0.5 else "black"
+            axes.text(col, row, f"{int(counts[row, col])}", ha="center", va="center", color=colour)
+    figure.colorbar(image, ax=axes, fraction=0.046, label="fraction of true class")
+    return save_figure(figure, path)
+
+
+def plot_training_curves(log_rows: list[dict[str, str]], path: str | Path) -> Path:
+    """Loss and validation metric curves from ``log.csv`` rows."""
+    epochs = [int(row["epoch"]) for row in log_rows]
+    figure, (loss_axes, metric_axes) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key in ("train/loss_epoch", "val/loss"):
+        values = [float(row[key]) if row.get(key) else float("nan") for row in log_rows]
+        loss_axes.plot(epochs, values, marker="o", label=key)
+    for key in ("train/accuracy", "val/accuracy", "val/balanced_accuracy", "val/macro_f1"):
+        values = [float(row[key]) if row.get(key) else float("nan") for row in log_rows]
+        metric_axes.plot(epochs, values, marker="o", label=key)
+    loss_axes.set_xlabel("epoch")
+    loss_axes.set_title("loss")
+    loss_axes.legend()
+    metric_axes.set_xlabel("epoch")
+    metric_axes.set_ylim(0, 1)
+    metric_axes.set_title("metrics")
+    metric_axes.legend()
+    return save_figure(figure, path)

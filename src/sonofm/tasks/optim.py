@@ -1,0 +1,65 @@
+"""Optimiser and schedule shared by fine-tuning tasks: AdamW with layer-wise LR decay, warmup + cosine per step."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+NO_DECAY_NAME_PARTS = ("cls_token", "mask_token", "pos_embed", "relative_position_bias_table")
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser settings (``--set optim.<key>=...``). ``lr`` is the peak LR of the top layer (the head)."""
+
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    layer_decay: float = 0.65
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 5.0
+
+
+def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW groups: LR scale ``layer_decay ** (top - layer_id)``; no weight decay on 1-D params, tokens, bias tables.
+
+    ``model`` must expose ``layer_id(name) -> int`` and ``num_layer_ids``; frozen parameters are left out.
+    """
+    top = model.num_layer_ids - 1
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        no_decay = param.ndim <= 1 or name.endswith(".bias") or any(part in name for part in NO_DECAY_NAME_PARTS)
+        layer = model.layer_id(name)
+        group = groups.setdefault(
+            (layer, no_decay),
+            {"params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": layer_decay ** (top - layer)},
+        )
+        group["params"].append(param)
+    return list(groups.values())
+
+
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
+    groups = layer_decay_param_groups(model, config.weight_decay, config.layer_decay)
+    for group in groups:
+        group["lr"] = config.lr * group["lr_scale"]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, min_lr_ratio: float):
+    """LR multiplier per optimiser step: linear warmup from ~0 to 1, then cosine down to ``min_lr_ratio``."""
+    total_steps = max(1, total_steps)
+    warmup_steps = min(max(0, warmup_steps), total_steps - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor

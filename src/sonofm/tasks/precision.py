@@ -1,0 +1,32 @@
+"""Pick the training precision: bf16 autocast where the hardware runs it fast (AMX / AVX512-BF16 CPUs, bf16 GPUs)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "bf16", "32")
+
+
+@cache
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU advertises AMX-BF16 or AVX512-BF16 (Linux /proc/cpuinfo flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+    """Map ``auto | bf16 | 32`` to a Lightning precision string (``"bf16-mixed"`` or ``"32-true"``)."""
+    if precision == "bf16":
+        return "bf16-mixed"
+    if precision == "32":
+        return "32-true"
+    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if cpu_has_fast_bf16() else "32-true"

@@ -1,0 +1,45 @@
+"""Rebuild a finished run's model from its ``model.safetensors`` and ``config.yaml``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from sonofm.errors import SonofmError
+from sonofm.models import create_backbone
+from sonofm.models.classifier import ImageClassifier
+from sonofm.runs.model_file import load_model_state, read_model_metadata
+from sonofm.runs.run_folder import RunFolder
+
+
+@dataclass
+class RunModel:
+    """A trained model in eval mode with what is needed to feed it."""
+
+    model: nn.Module
+    task: str
+    img_size: int
+    classes: list[str]
+    metadata: dict[str, Any]
+
+
+def load_run_model(path: str | Path) -> RunModel:
+    """Load ``RUN/model.safetensors`` (strict: every key must match the rebuilt model)."""
+    run = RunFolder(Path(path))
+    run.require_finished()
+    metadata = read_model_metadata(run.model)
+    task = metadata.get("task")
+    if task != "cls":
+        raise SonofmError(f"run {run.path} holds a {task!r} model; this command supports classification runs")
+    backbone = create_backbone(metadata["model"], img_size=int(metadata["img_size"]))
+    model = ImageClassifier(backbone, num_classes=len(metadata["classes"]))
+    result = model.load_state_dict(load_model_state(run.model), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise SonofmError(
+            f"{run.model} does not match model {metadata['model']}: missing {result.missing_keys[:3]}, "
+            f"unexpected {result.unexpected_keys[:3]}"
+        )
+    return RunModel(model.eval(), task, int(metadata["img_size"]), list(metadata["classes"]), metadata)
