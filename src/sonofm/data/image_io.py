@@ -66,7 +66,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise SonofmError(f"cannot read image {path}: floating-point pixels are not supported (save as 8 or 16 bit)")
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -98,6 +98,8 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 def unique_ids(mask: np.ndarray) -> list[int]:
     """Sorted class ids present in an ``int64 (H, W)`` mask from :func:`read_mask`."""
+    if mask.size and mask.max() > 65535:  # bincount would allocate one counter per possible id
+        return np.unique(mask).tolist()
     return np.flatnonzero(np.bincount(mask.ravel())).tolist()
 
 

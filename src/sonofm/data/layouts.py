@@ -42,6 +42,8 @@ ACCEPTED_LAYOUTS = (
     "holding image/ + mask/ or class folders; ROOT/MainPatient/{train,val,test}.txt lists (SAMUS)"
 )
 
+_TASK_WORDS = {"cls": "classification", "seg": "segmentation"}
+
 
 @dataclass
 class _Found:
@@ -103,17 +105,9 @@ def load_index(
     elif classes is None:
         classes = _segmentation_classes(_infer_num_classes(samples))
     elif found.task == "cls" and len(classes) < 2:
-        raise SonofmError(f"{root}: found one class ({', '.join(classes)}); classification needs at least two")
+        raise SonofmError(f"{root}: found {len(classes)} class(es) {classes}; classification needs at least two")
     return DatasetIndex(root=root, layout=found.layout, task=found.task, samples=samples, classes=classes,
                         group_column=column)
-
-
-_TASK_WORDS = {"cls": "classification", "seg": "segmentation"}
-
-
-def sample_key(root: Path, sample: Sample) -> str:
-    """Unique, stable name of a sample: its image path relative to the dataset root, with ``/`` separators."""
-    return sample.image.relative_to(root).as_posix()
 
 
 def _find_layout(root: Path, task: str | None, labels: _LabelsTable | None) -> _Found:
@@ -173,7 +167,7 @@ def _read_flat(root: Path, task: str | None, labels: _LabelsTable | None) -> _Fo
         raise SonofmError(
             f"{root / 'images'} has no masks/ folder and no labels.csv with a 'class' column; {ACCEPTED_LAYOUTS}"
         )
-    names = {image.stem: labels.rows.get(image.stem, {}).get("class", "").strip() for image in images}
+    names = {image.stem: labels.rows.get(image.stem, {}).get("class", "") for image in images}
     classes = sorted({name for name in names.values() if name})
     samples = [Sample(image=image, label=classes.index(names[image.stem]) if names[image.stem] else None)
                for image in images]
@@ -350,5 +344,6 @@ def _group_column(labels: _LabelsTable | None, group_by: str | None, root: Path)
 def _attach_labels(sample: Sample, root: Path, labels: _LabelsTable | None, column: str | None) -> Sample:
     """Give ``sample`` its ``labels.csv`` row and group (its own key when there is no group column)."""
     row = labels.rows.get(sample.name, {}) if labels else {}
-    group = (row.get(column) or None) if column else sample_key(root, sample)
+    own_group = sample.image.relative_to(root).as_posix()
+    group = (row.get(column) or None) if column else own_group
     return replace(sample, meta=dict(row), group=group)

@@ -15,14 +15,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import map_coordinates
+from scipy.ndimage import gaussian_filter, map_coordinates
 from scipy.signal import fftconvolve
 from scipy.special import expit
 
@@ -35,13 +35,14 @@ MIN_SIZE = 32
 MANIFEST_NAME = "phantom.json"
 
 # Point-spread function of the simulated probe (lengths in imaging depths).
-_AXIAL_SIGMA = 0.008
+_AXIAL_SIGMA = 0.007
 _CARRIER_WAVELENGTH = 0.01
-_LATERAL_SIGMA_AT_FOCUS = 0.016
+_LATERAL_SIGMA_AT_FOCUS = 0.012
 _FOCUS_DEPTH = 0.45
-_RAYLEIGH_LENGTH = 0.45
+_RAYLEIGH_LENGTH = 0.6
 _SAMPLES_PER_SIGMA = 2.0
 _PSF_RADIUS_SIGMAS = 4.0
+_ANTIALIAS = 0.4  # Gaussian blur before scan conversion, in output pixels
 
 
 @dataclass(frozen=True)
@@ -139,14 +140,19 @@ class Lesion:
         cos_a, sin_a = np.cos(self.angle), np.sin(self.angle)
         u = (cos_a * dx + sin_a * dy) / self.semi_x
         v = (-sin_a * dx + cos_a * dy) / self.semi_y
-        theta = np.arctan2(v, u)[..., None]
-        border = 1.0 + np.sum(self.harmonic_amplitudes * np.cos(self.harmonic_orders * theta + self.harmonic_phases), -1)
-        offset = np.angle(np.exp(1j * (theta - self.spike_angles)))
-        border = border + np.sum(self.spike_heights * np.exp(-0.5 * (offset / self.spike_widths) ** 2), -1)
-        return np.hypot(u, v) / border
+        return np.hypot(u, v) / np.interp(np.arctan2(v, u), *self._border_table(), period=2 * np.pi)
+
+    def _border_table(self, n_angles: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """Border radius (relative to the ellipse) sampled at (n_angles,) angles in [-pi, pi)."""
+        theta = np.linspace(-np.pi, np.pi, n_angles, endpoint=False)[:, None]
+        harmonics = self.harmonic_amplitudes * np.cos(self.harmonic_orders * theta + self.harmonic_phases)
+        offset = np.remainder(theta - self.spike_angles + np.pi, 2 * np.pi) - np.pi
+        spikes = self.spike_heights * np.exp(-0.5 * (offset / self.spike_widths) ** 2)
+        return theta[:, 0], 1.0 + harmonics.sum(-1) + spikes.sum(-1)
 
     @property
     def mean_radius(self) -> float:
+        """Mean of the two semi-axes, physical units."""
         return 0.5 * (self.semi_x + self.semi_y)
 
 
@@ -204,7 +210,7 @@ def draw_subject(rng: np.random.Generator, kind: str) -> PhantomSubject:
         texture=texture,
         attenuation_db=rng.uniform(14.0, 22.0),
         gain_compensation=rng.uniform(0.6, 0.9),
-        gain_db=rng.uniform(-4.0, 4.0),
+        gain_db=rng.uniform(-6.0, 6.0),
         dynamic_range_db=rng.uniform(50.0, 60.0),
         noise_db=rng.uniform(-44.0, -38.0),
     )
@@ -234,10 +240,14 @@ def fan_mask(fan: FanGeometry, size: int) -> np.ndarray:
 
 def render_subject(subject: PhantomSubject, rng: np.random.Generator, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """One frame of `subject` with fresh speckle from `rng`: image and mask, both uint8 (size, size)."""
-    _check_size(size)
+    _check_int("size", size, MIN_SIZE)
     fan = subject.fan
     radii, angles = _polar_axes(fan)
     gray = _polar_bmode(subject, rng, radii, angles)
+    # Anti-aliasing: blur the polar image to the pixel size before sampling it (at mid depth laterally).
+    pixel = 1.0 / (fan.scale * size)
+    spacing = np.array([radii[1] - radii[0], (angles[1] - angles[0]) * (fan.probe_radius + 0.5)])
+    gray = gaussian_filter(gray, _ANTIALIAS * pixel / spacing, mode="nearest")
     x, y = fan.pixel_coordinates(size)
     inside = fan.contains(x, y)
     rows = (np.hypot(x, y) - radii[0]) / (radii[1] - radii[0])
@@ -249,8 +259,7 @@ def render_subject(subject: PhantomSubject, rng: np.random.Generator, size: int 
 
 def render_phantom(rng: np.random.Generator, kind: str, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """One image (uint8, (size, size)) and its mask (uint8, (size, size)) of lesion `kind`."""
-    _check_kind(kind)
-    _check_size(size)
+    _check_int("size", size, MIN_SIZE)
     return render_subject(draw_subject(rng, kind), rng, size)
 
 
@@ -271,7 +280,7 @@ def write_phantom_dataset(
     A complete folder written with the same parameters is returned untouched. The set is written into a hidden
     sibling folder that is renamed at the end, so an interrupted run never leaves a folder that looks complete.
     """
-    out = Path(out_dir)
+    out = Path(out_dir).absolute()
     params = {
         "generator": "sonofm.data.phantom",
         "version": PHANTOM_VERSION,
@@ -281,34 +290,36 @@ def write_phantom_dataset(
         "frames_per_group": _check_int("frames_per_group", frames_per_group, 1),
     }
     if _is_complete(out, params):
-        return out
+        return Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    partial = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    partial.mkdir()
     try:
         rows = _write_images(partial, n_per_class, size, seed, frames_per_group)
         for view in ("cls", "seg"):
             _write_labels(partial / view / "labels.csv", rows)
-        manifest = {**params, "classes": list(PHANTOM_CLASSES), "mask_classes": list(PHANTOM_MASK_CLASSES)}
-        (partial / MANIFEST_NAME).write_text(json.dumps(manifest | {"n_images": len(rows)}, indent=2) + "\n")
+        manifest = {
+            **params,
+            "classes": list(PHANTOM_CLASSES),
+            "mask_classes": list(PHANTOM_MASK_CLASSES),
+            "n_images": len(rows),
+        }
+        (partial / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         try:
-            os.rename(partial, out)
-        except OSError:
+            partial.rename(out)
+        except OSError as exc:
             if not _is_complete(out, params):
-                raise SonofmError(f"phantom dataset folder appeared while writing: {out}") from None
+                raise SonofmError(f"could not move the finished phantom set into place: {out} ({exc})") from None
             shutil.rmtree(partial)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return out
+    return Path(out_dir)
 
 
 def _check_kind(kind: str) -> None:
     if kind not in PHANTOM_CLASSES:
         raise SonofmError(f"unknown phantom kind: {kind!r} (expected one of {', '.join(PHANTOM_CLASSES)})")
-
-
-def _check_size(size: int) -> None:
-    _check_int("size", size, MIN_SIZE)
 
 
 def _check_int(name: str, value: int, minimum: int) -> int:
@@ -371,7 +382,7 @@ def _draw_lesion(rng: np.random.Generator, kind: str, fan: FanGeometry) -> Lesio
     empty = np.zeros(0)
     orders, amplitudes, phases = empty, empty, empty
     spike_angles, spike_heights, spike_widths = empty, empty, empty
-    radius = rng.uniform(0.07, 0.14)
+    radius = rng.uniform(0.09, 0.16)
     if kind == "cyst":
         aspect = rng.uniform(1.0, 1.5)
         angle = rng.uniform(-np.pi / 2, np.pi / 2)
@@ -380,7 +391,7 @@ def _draw_lesion(rng: np.random.Generator, kind: str, fan: FanGeometry) -> Lesio
     elif kind == "solid_round":
         aspect = rng.uniform(1.2, 1.8)
         angle = rng.uniform(-0.3, 0.3)
-        strength_db, attenuation_ratio = rng.uniform(-16.0, -9.0), rng.uniform(0.5, 0.9)
+        strength_db, attenuation_ratio = rng.uniform(-18.0, -10.0), rng.uniform(0.5, 0.9)
         edge_width, wall_db = 0.008, 0.0
         orders, amplitudes, phases = np.array([2.0]), rng.uniform(0.0, 0.04, 1), rng.uniform(0, 2 * np.pi, 1)
     else:
@@ -396,10 +407,14 @@ def _draw_lesion(rng: np.random.Generator, kind: str, fan: FanGeometry) -> Lesio
         spike_heights = rng.uniform(0.25, 0.6, n_spikes)
         spike_widths = rng.uniform(0.04, 0.09, n_spikes)
     semi_x, semi_y = radius * np.sqrt(aspect), radius / np.sqrt(aspect)
-    reach = max(semi_x, semi_y) * (1.0 + amplitudes.sum() + spike_heights.max(initial=0.0)) + 0.03
-    top, bottom = fan.probe_radius + 0.08 + reach, fan.probe_radius + 0.95 - reach
+    # Outermost border point from the centre; the margin also covers the frame-to-frame perturbations.
+    reach = max(semi_x, semi_y) * (1.0 + amplitudes.sum() + spike_heights.max(initial=0.0))
+    margin = 0.03
+    top, bottom = fan.probe_radius + 0.08 + margin + reach, fan.probe_radius + 1.0 - 0.05 - margin - reach
     center_radius = rng.uniform(top, max(top, bottom))
-    max_angle = max(0.0, fan.half_angle - np.arcsin(min(1.0, reach / center_radius)))
+    shrink = min(1.0, (center_radius * np.sin(fan.half_angle) - margin) / reach)
+    semi_x, semi_y, reach = semi_x * shrink, semi_y * shrink, reach * shrink
+    max_angle = max(0.0, fan.half_angle - np.arcsin((reach + margin) / center_radius))
     center_angle = rng.uniform(-max_angle, max_angle)
     return Lesion(
         center_x=float(center_radius * np.sin(center_angle)),
@@ -442,22 +457,21 @@ def _polar_bmode(
     """Gray levels in [0, 255] on the polar grid, float (R, A)."""
     radius_step, angle_step = radii[1] - radii[0], angles[1] - angles[0]
     pad_r = int(np.ceil(_PSF_RADIUS_SIGMAS * _AXIAL_SIGMA / radius_step))
-    lateral = _lateral_sigma(radii, subject.fan.probe_radius) / (radii * angle_step)
-    pad_a = int(np.ceil(_PSF_RADIUS_SIGMAS * lateral.max()))
     padded_r = radii[0] + radius_step * np.arange(-pad_r, radii.size + pad_r)
-    padded_a = angles[0] + angle_step * np.arange(-pad_a, angles.size + pad_a)
-    x = padded_r[:, None] * np.sin(padded_a[None, :])
-    y = padded_r[:, None] * np.cos(padded_a[None, :])
-
+    lateral = _lateral_sigma(padded_r, subject.fan.probe_radius) / (padded_r * angle_step)
+    pad_a = int(np.ceil(_PSF_RADIUS_SIGMAS * lateral.max()))
+    x = radii[:, None] * np.sin(angles[None, :])
+    y = radii[:, None] * np.cos(angles[None, :])
     power, lesion_weight = _scatterer_power(subject, x, y)
+    # The PSF reaches past the grid edges: mirror the (smooth) scatterer power there.
+    power = np.pad(power, ((pad_r, pad_r), (pad_a, pad_a)), mode="reflect")
     shape = power.shape
     scatterers = np.sqrt(power / 2) * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
 
     # Lateral PSF: a Gaussian whose width in angle samples depends on depth, applied per row in the Fourier domain
     # and normalised to unit energy so that echo power equals scatterer power.
-    padded_lateral = _lateral_sigma(padded_r, subject.fan.probe_radius) / (padded_r * angle_step)
     frequencies = np.fft.fftfreq(shape[1])
-    transfer = np.exp(-2.0 * (np.pi * padded_lateral[:, None] * frequencies[None, :]) ** 2)
+    transfer = np.exp(-2.0 * (np.pi * lateral[:, None] * frequencies[None, :]) ** 2)
     transfer /= np.sqrt(np.mean(transfer**2, axis=1, keepdims=True))
     echo = np.fft.ifft(np.fft.fft(scatterers, axis=1) * transfer, axis=1)[:, pad_a : pad_a + angles.size]
 
@@ -469,9 +483,9 @@ def _polar_bmode(
     echo = fftconvolve(echo, pulse[:, None], mode="valid", axes=0)
 
     # Round-trip attenuation accumulated along each beam line, then noise, then time-gain compensation.
-    inner = lesion_weight[pad_r : pad_r + radii.size, pad_a : pad_a + angles.size]
-    local = subject.attenuation_db * (1.0 + (subject.lesion.attenuation_ratio - 1.0) * inner if subject.lesion else 1.0)
-    loss_db = np.cumsum(np.broadcast_to(local, echo.shape), axis=0) * radius_step
+    lesion_attenuation = subject.lesion.attenuation_ratio - 1.0 if subject.lesion else 0.0
+    local = subject.attenuation_db * (1.0 + lesion_attenuation * lesion_weight)
+    loss_db = np.cumsum(local, axis=0) * radius_step
     depth = (radii - radii[0])[:, None]
     noise = 10 ** (subject.noise_db / 20) * (rng.standard_normal(echo.shape) + 1j * rng.standard_normal(echo.shape))
     echo = echo * 10 ** (-loss_db / 20) + noise / np.sqrt(2)
@@ -485,8 +499,7 @@ def _polar_bmode(
 
 def _scatterer_power(subject: PhantomSubject, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scatterer power (linear, tissue = 1) and soft lesion membership in [0, 1] at points ``(x, y)``."""
-    kx, ky, phase, amplitude = subject.texture.T
-    texture_db = np.sum(amplitude * np.cos(kx * x[..., None] + ky * y[..., None] + phase), axis=-1)
+    texture_db = sum(amplitude * np.cos(kx * x + ky * y + phase) for kx, ky, phase, amplitude in subject.texture)
     tissue = 10 ** (texture_db / 10)
     power = tissue
     for band in (*subject.interfaces, *([subject.layer] if subject.layer else [])):
@@ -535,7 +548,9 @@ def _is_complete(out: Path, params: dict[str, object]) -> bool:
         raise SonofmError(f"unreadable phantom manifest: {manifest_path} ({exc})") from None
     found = {key: manifest.get(key) for key in params} if isinstance(manifest, dict) else {}
     if found != params:
-        differing = ", ".join(f"{key}={found.get(key)!r}" for key in params if found.get(key) != params[key])
+        differing = ", ".join(
+            f"{key}={found.get(key)!r}, asked {params[key]!r}" for key in params if found.get(key) != params[key]
+        )
         raise SonofmError(f"folder holds a phantom dataset with other parameters ({differing}): {out}")
     return True
 

@@ -1,0 +1,112 @@
+"""Image and paired image + mask transforms, from decoded arrays to normalised tensors.
+
+Training augmentation is mild and ultrasound-sane: a random resized crop (scale 0.7-1), a horizontal flip and a
+small brightness/contrast jitter. There is no vertical flip or rotation by 90 degrees: depth has a direction.
+Evaluation resizes to ``S x S``. Images are resized bicubic (antialiased), masks nearest (pixel-centre aligned).
+Randomness comes from torch's global generator, which DataLoader seeds per worker.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+CROP_SCALE = (0.7, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+JITTER = 0.1  # brightness and contrast factors drawn from [1 - JITTER, 1 + JITTER]
+
+_Box = tuple[int, int, int, int]  # top, left, height, width
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``uint8 (H, W, 3)`` array -> ``uint8 (3, H, W)`` tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+
+
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """``uint8 (3, H, W)`` -> ``float32 (3, H, W)`` in [0, 1], then ImageNet-normalised."""
+    scaled = image.float().div_(255)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return scaled.sub_(mean).div_(std)
+
+
+def random_crop_box(height: int, width: int) -> _Box:
+    """A box covering a random 70-100 % of the area with aspect ratio in [3/4, 4/3]; the whole image if none fits."""
+    area = height * width
+    log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
+    for _ in range(10):
+        target = area * torch.empty(1).uniform_(*CROP_SCALE).item()
+        ratio = math.exp(torch.empty(1).uniform_(*log_ratio).item())
+        crop_w = round(math.sqrt(target * ratio))
+        crop_h = round(math.sqrt(target / ratio))
+        if 0 < crop_w <= width and 0 < crop_h <= height:
+            top = int(torch.randint(0, height - crop_h + 1, (1,)).item())
+            left = int(torch.randint(0, width - crop_w + 1, (1,)).item())
+            return top, left, crop_h, crop_w
+    return 0, 0, height, width
+
+
+def jitter(image: torch.Tensor) -> torch.Tensor:
+    """Random brightness then contrast factor in [0.9, 1.1] on a ``uint8 (3, H, W)`` image."""
+    brightness, contrast = (torch.empty(2).uniform_(1 - JITTER, 1 + JITTER)).tolist()
+    image = F.adjust_brightness(image, brightness)
+    return F.adjust_contrast(image, contrast)
+
+
+def _resize_image(image: torch.Tensor, size: int, box: _Box | None = None) -> torch.Tensor:
+    box = box or (0, 0, image.shape[-2], image.shape[-1])
+    return F.resized_crop(image, *box, size=[size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+
+
+def _resize_mask(mask: torch.Tensor, size: int, box: _Box | None = None) -> torch.Tensor:
+    box = box or (0, 0, mask.shape[-2], mask.shape[-1])
+    # nearest interpolation is not implemented for int64; float32 holds ids exactly up to 2**24
+    nearest = InterpolationMode.NEAREST_EXACT
+    resized = F.resized_crop(mask[None].float(), *box, size=[size, size], interpolation=nearest)
+    return resized[0].long()
+
+
+class ClassificationTransform:
+    """``uint8 (H, W, 3)`` image -> ``float32 (3, S, S)`` normalised tensor, augmented when ``train``."""
+
+    def __init__(self, img_size: int, train: bool) -> None:
+        self.img_size = img_size
+        self.train = train
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        tensor = image_to_tensor(image)
+        if not self.train:
+            return normalize(_resize_image(tensor, self.img_size))
+        tensor = _resize_image(tensor, self.img_size, random_crop_box(*tensor.shape[-2:]))
+        if torch.rand(1).item() < 0.5:
+            tensor = F.horizontal_flip(tensor)
+        return normalize(jitter(tensor))
+
+
+class SegmentationTransform:
+    """Image ``uint8 (H, W, 3)`` + mask ``int64 (H, W)`` -> ``float32 (3, S, S)`` and ``int64 (S, S)``.
+
+    Crop and flip are shared by image and mask; the jitter touches the image only.
+    """
+
+    def __init__(self, img_size: int, train: bool) -> None:
+        self.img_size = img_size
+        self.train = train
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        tensor, ids = image_to_tensor(image), torch.from_numpy(np.ascontiguousarray(mask))
+        if not self.train:
+            return normalize(_resize_image(tensor, self.img_size)), _resize_mask(ids, self.img_size)
+        box = random_crop_box(*tensor.shape[-2:])
+        tensor, ids = _resize_image(tensor, self.img_size, box), _resize_mask(ids, self.img_size, box)
+        if torch.rand(1).item() < 0.5:
+            tensor, ids = F.horizontal_flip(tensor), F.horizontal_flip(ids)
+        return normalize(jitter(tensor)), ids
