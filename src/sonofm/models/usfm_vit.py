@@ -88,23 +88,24 @@ class UsfmViT(ViTBackboneMixin, Beit):
         return self.pos_drop(torch.cat((cls, patches), dim=1))
 
 
-def _build(img_size: int, embed_dim: int, depth: int, num_heads: int, **overrides) -> UsfmViT:
-    return UsfmViT(img_size=img_size, **{"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads, **overrides})
+def _build(img_size: int, overrides: dict, **defaults) -> UsfmViT:
+    """A UsfmViT with ``defaults`` (a variant's shape) updated by the caller's ``overrides``."""
+    return UsfmViT(img_size=img_size, **(defaults | overrides))
 
 
 @register_backbone("usfm_vit_tiny_patch16")
 def usfm_vit_tiny_patch16(img_size: int = 224, **overrides) -> UsfmViT:
     """USFM-style ViT-Tiny/16: 192 dim, 12 blocks, 3 heads."""
-    return _build(img_size, 192, 12, 3, **overrides)
+    return _build(img_size, overrides, embed_dim=192, depth=12, num_heads=3)
 
 
 @register_backbone("usfm_vit_small_patch16")
 def usfm_vit_small_patch16(img_size: int = 224, **overrides) -> UsfmViT:
     """USFM-style ViT-Small/16: 384 dim, 12 blocks, 6 heads."""
-    return _build(img_size, 384, 12, 6, **overrides)
+    return _build(img_size, overrides, embed_dim=384, depth=12, num_heads=6)
 
 
 @register_backbone("usfm_vit_base_patch16")
 def usfm_vit_base_patch16(img_size: int = 224, **overrides) -> UsfmViT:
     """The USFM encoder, ViT-Base/16: 768 dim, 12 blocks, 12 heads (the shape of USFM_latest.pth)."""
-    return _build(img_size, 768, 12, 12, **overrides)
+    return _build(img_size, overrides, embed_dim=768, depth=12, num_heads=12)
