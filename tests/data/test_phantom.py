@@ -195,11 +195,12 @@ def test_perturbed_frames_show_the_same_subject() -> None:
 
 
 def test_rendering_is_fast() -> None:
+    """20 images at 128 px in well under 2 s of CPU time (CPU time, so that a busy machine does not fail it)."""
     rng = np.random.default_rng(0)
-    start = time.perf_counter()
+    start = time.process_time()
     for index in range(20):
         render_phantom(rng, PHANTOM_CLASSES[index % 4], 128)
-    assert time.perf_counter() - start < 1.5
+    assert time.process_time() - start < 1.5
 
 
 @pytest.mark.parametrize(
@@ -295,6 +296,8 @@ def test_dataset_refuses_other_folders(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(SonofmError, match="file"):
         write_phantom_dataset(tmp_path / "file", n_per_class=1, size=32)
+    with pytest.raises(SonofmError, match="inner"):
+        write_phantom_dataset(tmp_path / "file" / "inner", n_per_class=1, size=32)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert (write_phantom_dataset(empty, n_per_class=1, size=32) / "phantom.json").is_file()

@@ -94,7 +94,7 @@ class LayerBand:
     fibre_contrast: float
 
     def distance(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Signed distance-like value, shape of ``x``: negative inside the band, positive outside."""
+        """Vertical distance to the nearer band edge, shape of ``x``: negative inside the band."""
         centre = self.depth + self.slope * x + self.wave_amplitude * np.sin(self.wave_number * x + self.wave_phase)
         return np.abs(y - centre) - self.half_thickness
 
@@ -149,6 +149,11 @@ class Lesion:
         offset = np.remainder(theta - self.spike_angles + np.pi, 2 * np.pi) - np.pi
         spikes = self.spike_heights * np.exp(-0.5 * (offset / self.spike_widths) ** 2)
         return theta[:, 0], 1.0 + harmonics.sum(-1) + spikes.sum(-1)
+
+    @property
+    def reach(self) -> float:
+        """Distance from the centre to the outermost border point, physical units."""
+        return max(self.semi_x, self.semi_y) * float(self._border_table()[1].max())
 
     @property
     def mean_radius(self) -> float:
@@ -291,9 +296,11 @@ def write_phantom_dataset(
     }
     if _is_complete(out, params):
         return Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    partial.mkdir()
+    try:
+        partial.mkdir(parents=True)
+    except OSError as exc:
+        raise SonofmError(f"cannot create the phantom dataset folder: {out} ({exc.strerror})") from None
     try:
         rows = _write_images(partial, n_per_class, size, seed, frames_per_group)
         for view in ("cls", "seg"):
@@ -406,21 +413,11 @@ def _draw_lesion(rng: np.random.Generator, kind: str, fan: FanGeometry) -> Lesio
         spike_angles = rng.uniform(-np.pi, np.pi, n_spikes)
         spike_heights = rng.uniform(0.25, 0.6, n_spikes)
         spike_widths = rng.uniform(0.04, 0.09, n_spikes)
-    semi_x, semi_y = radius * np.sqrt(aspect), radius / np.sqrt(aspect)
-    # Outermost border point from the centre; the margin also covers the frame-to-frame perturbations.
-    reach = max(semi_x, semi_y) * (1.0 + amplitudes.sum() + spike_heights.max(initial=0.0))
-    margin = 0.03
-    top, bottom = fan.probe_radius + 0.08 + margin + reach, fan.probe_radius + 1.0 - 0.05 - margin - reach
-    center_radius = rng.uniform(top, max(top, bottom))
-    shrink = min(1.0, (center_radius * np.sin(fan.half_angle) - margin) / reach)
-    semi_x, semi_y, reach = semi_x * shrink, semi_y * shrink, reach * shrink
-    max_angle = max(0.0, fan.half_angle - np.arcsin((reach + margin) / center_radius))
-    center_angle = rng.uniform(-max_angle, max_angle)
-    return Lesion(
-        center_x=float(center_radius * np.sin(center_angle)),
-        center_y=float(center_radius * np.cos(center_angle)),
-        semi_x=float(semi_x),
-        semi_y=float(semi_y),
+    lesion = Lesion(
+        center_x=0.0,
+        center_y=0.0,
+        semi_x=float(radius * np.sqrt(aspect)),
+        semi_y=float(radius / np.sqrt(aspect)),
         angle=float(angle),
         harmonic_orders=orders,
         harmonic_amplitudes=amplitudes,
@@ -432,6 +429,21 @@ def _draw_lesion(rng: np.random.Generator, kind: str, fan: FanGeometry) -> Lesio
         attenuation_ratio=float(attenuation_ratio),
         edge_width=edge_width,
         wall_db=float(wall_db),
+    )
+    # Keep the outermost border point `margin` inside the fan; the margin also covers frame-to-frame perturbations.
+    margin = 0.03
+    reach = lesion.reach
+    top, bottom = fan.probe_radius + 0.08 + margin + reach, fan.probe_radius + 0.95 - margin - reach
+    center_radius = rng.uniform(top, max(top, bottom))
+    shrink = min(1.0, (center_radius * np.sin(fan.half_angle) - margin) / reach)
+    max_angle = max(0.0, fan.half_angle - np.arcsin((reach * shrink + margin) / center_radius))
+    center_angle = rng.uniform(-max_angle, max_angle)
+    return replace(
+        lesion,
+        center_x=float(center_radius * np.sin(center_angle)),
+        center_y=float(center_radius * np.cos(center_angle)),
+        semi_x=lesion.semi_x * shrink,
+        semi_y=lesion.semi_y * shrink,
     )
 
 
