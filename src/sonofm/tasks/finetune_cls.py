@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -41,6 +43,7 @@ class ClsFinetuneConfig:
 
     data: str = ""
     model: str = "usfm_vit_base_patch16"
+    model_args: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
     img_size: int = 224
     epochs: int = 30
@@ -94,15 +97,21 @@ def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: b
     echo(_describe(index, splits, run, resuming))
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    backbone = create_backbone(config.model, img_size=config.img_size, weights=config.weights, drop_path_rate=config.drop_path)
+    backbone = create_backbone(
+        config.model, img_size=config.img_size, weights=config.weights, drop_path_rate=config.drop_path,
+        **config.model_args,
+    )
     if getattr(backbone, "load_report", None) is not None:
         echo(backbone.load_report.summary())
     model = ImageClassifier(backbone, num_classes=index.num_classes)
     weights = None
     if config.class_balance == "loss":
         weights = inverse_frequency_weights([s.label for s in splits["train"]], index.num_classes)
+    optim = config.optim
+    if optim.layer_decay is None:
+        optim = dataclasses.replace(optim, layer_decay=0.65 if config.weights else 1.0)
     module = ClassificationModule(
-        model, index.classes, config.optim, mode=config.mode, label_smoothing=config.label_smoothing,
+        model, index.classes, optim, mode=config.mode, label_smoothing=config.label_smoothing,
         class_weights=weights, seed=config.seed,
     )
     loaders = {name: _loader(samples, config, train=(name == "train")) for name, samples in splits.items() if samples}
@@ -145,7 +154,10 @@ def _finish(run: RunFolder, config: ClsFinetuneConfig, index: DatasetIndex, modu
 
 
 def model_metadata(config: ClsFinetuneConfig, index: DatasetIndex) -> dict:
-    return {"task": "cls", "model": config.model, "img_size": config.img_size, "classes": index.classes}
+    return {
+        "task": "cls", "model": config.model, "model_args": config.model_args, "img_size": config.img_size,
+        "classes": index.classes,
+    }
 
 
 def format_metrics(metrics: dict[str, float], run_path: Path) -> str:

@@ -13,11 +13,15 @@ NO_DECAY_NAME_PARTS = ("cls_token", "mask_token", "pos_embed", "relative_positio
 
 @dataclass
 class OptimConfig:
-    """Optimiser settings (``--set optim.<key>=...``). ``lr`` is the peak LR of the top layer (the head)."""
+    """Optimiser settings (``--set optim.<key>=...``). ``lr`` is the peak LR of the top layer (the head).
+
+    ``layer_decay`` ``None`` means 0.65 when fine-tuning from pretrained weights and 1.0 (none) from scratch, where
+    damping the lower layers only slows learning.
+    """
 
     lr: float = 5e-4
     weight_decay: float = 0.05
-    layer_decay: float = 0.65
+    layer_decay: float | None = None
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
@@ -45,7 +49,8 @@ def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay:
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
-    groups = layer_decay_param_groups(model, config.weight_decay, config.layer_decay)
+    layer_decay = 1.0 if config.layer_decay is None else config.layer_decay
+    groups = layer_decay_param_groups(model, config.weight_decay, layer_decay)
     for group in groups:
         group["lr"] = config.lr * group["lr_scale"]
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)

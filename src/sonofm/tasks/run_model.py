@@ -34,7 +34,7 @@ def load_run_model(path: str | Path) -> RunModel:
     task = metadata.get("task")
     if task != "cls":
         raise SonofmError(f"run {run.path} holds a {task!r} model; this command supports classification runs")
-    backbone = create_backbone(metadata["model"], img_size=int(metadata["img_size"]))
+    backbone = create_backbone(metadata["model"], img_size=int(metadata["img_size"]), **metadata.get("model_args", {}))
     model = ImageClassifier(backbone, num_classes=len(metadata["classes"]))
     result = model.load_state_dict(load_model_state(run.model), strict=False)
     if result.missing_keys or result.unexpected_keys:
