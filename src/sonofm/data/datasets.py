@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from sonofm.data.image_io import read_image, read_mask
 from sonofm.data.records import Sample
+from sonofm.data.sampling import ItemKey, item_generator
 from sonofm.data.transforms import ClassificationTransform, SegmentationTransform
 from sonofm.errors import SonofmError
 
@@ -27,9 +28,10 @@ class ClassificationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: ItemKey) -> tuple[torch.Tensor, int]:
+        position, generator = item_generator(key)
         sample = self.samples[position]
-        return self.transform(read_image(sample.image)), int(sample.label)
+        return self.transform(read_image(sample.image), generator), int(sample.label)
 
 
 class SegmentationDataset(Dataset):
@@ -45,13 +47,14 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: ItemKey) -> tuple[torch.Tensor, torch.Tensor]:
+        position, generator = item_generator(key)
         sample = self.samples[position]
         image, mask = read_image(sample.image), read_mask(sample.mask)
         if image.shape[:2] != mask.shape:
             raise SonofmError(f"mask size {mask.shape[1]}x{mask.shape[0]} != image size "
                               f"{image.shape[1]}x{image.shape[0]}: {sample.mask}")
-        return self.transform(image, mask)
+        return self.transform(image, mask, generator)
 
 
 class ImageFileDataset(Dataset):

@@ -3,7 +3,8 @@
 Training augmentation is mild and ultrasound-sane: a random resized crop (scale 0.7-1), a horizontal flip and a
 small brightness/contrast jitter. There is no vertical flip or rotation by 90 degrees: depth has a direction.
 Evaluation resizes to ``S x S``. Images are resized bicubic (antialiased), masks nearest (pixel-centre aligned).
-Randomness comes from torch's global generator, which DataLoader seeds per worker.
+Random draws come from an explicit ``torch.Generator`` (one per item, see ``sampling.SeededEpochSampler``) so a
+resumed run augments exactly as an uninterrupted one; without one they use torch's global generator.
 """
 
 from __future__ import annotations
@@ -38,25 +39,25 @@ def normalize(image: torch.Tensor) -> torch.Tensor:
     return scaled.sub_(mean).div_(std)
 
 
-def random_crop_box(height: int, width: int) -> _Box:
+def random_crop_box(height: int, width: int, generator: torch.Generator | None = None) -> _Box:
     """A box covering a random 70-100 % of the area with aspect ratio in [3/4, 4/3]; the whole image if none fits."""
     area = height * width
     log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
     for _ in range(10):
-        target = area * torch.empty(1).uniform_(*CROP_SCALE).item()
-        ratio = math.exp(torch.empty(1).uniform_(*log_ratio).item())
+        target = area * torch.empty(1).uniform_(*CROP_SCALE, generator=generator).item()
+        ratio = math.exp(torch.empty(1).uniform_(*log_ratio, generator=generator).item())
         crop_w = round(math.sqrt(target * ratio))
         crop_h = round(math.sqrt(target / ratio))
         if 0 < crop_w <= width and 0 < crop_h <= height:
-            top = int(torch.randint(0, height - crop_h + 1, (1,)).item())
-            left = int(torch.randint(0, width - crop_w + 1, (1,)).item())
+            top = int(torch.randint(0, height - crop_h + 1, (1,), generator=generator).item())
+            left = int(torch.randint(0, width - crop_w + 1, (1,), generator=generator).item())
             return top, left, crop_h, crop_w
     return 0, 0, height, width
 
 
-def jitter(image: torch.Tensor) -> torch.Tensor:
+def jitter(image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random brightness then contrast factor in [0.9, 1.1] on a ``uint8 (3, H, W)`` image."""
-    brightness, contrast = (torch.empty(2).uniform_(1 - JITTER, 1 + JITTER)).tolist()
+    brightness, contrast = (torch.empty(2).uniform_(1 - JITTER, 1 + JITTER, generator=generator)).tolist()
     image = F.adjust_brightness(image, brightness)
     return F.adjust_contrast(image, contrast)
 
@@ -81,14 +82,14 @@ class ClassificationTransform:
         self.img_size = img_size
         self.train = train
 
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
+    def __call__(self, image: np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
         tensor = image_to_tensor(image)
         if not self.train:
             return normalize(_resize_image(tensor, self.img_size))
-        tensor = _resize_image(tensor, self.img_size, random_crop_box(*tensor.shape[-2:]))
-        if torch.rand(1).item() < 0.5:
+        tensor = _resize_image(tensor, self.img_size, random_crop_box(*tensor.shape[-2:], generator))
+        if torch.rand(1, generator=generator).item() < 0.5:
             tensor = F.horizontal_flip(tensor)
-        return normalize(jitter(tensor))
+        return normalize(jitter(tensor, generator))
 
 
 class SegmentationTransform:
@@ -101,12 +102,13 @@ class SegmentationTransform:
         self.img_size = img_size
         self.train = train
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, image: np.ndarray, mask: np.ndarray,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         tensor, ids = image_to_tensor(image), torch.from_numpy(np.ascontiguousarray(mask))
         if not self.train:
             return normalize(_resize_image(tensor, self.img_size)), _resize_mask(ids, self.img_size)
-        box = random_crop_box(*tensor.shape[-2:])
+        box = random_crop_box(*tensor.shape[-2:], generator)
         tensor, ids = _resize_image(tensor, self.img_size, box), _resize_mask(ids, self.img_size, box)
-        if torch.rand(1).item() < 0.5:
+        if torch.rand(1, generator=generator).item() < 0.5:
             tensor, ids = F.horizontal_flip(tensor), F.horizontal_flip(ids)
-        return normalize(jitter(tensor)), ids
+        return normalize(jitter(tensor, generator)), ids

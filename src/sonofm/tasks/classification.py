@@ -22,8 +22,9 @@ class ClassificationModule(L.LightningModule):
         mode: ``"full"`` (all parameters, layer-wise LR decay) or ``"linear"`` (frozen backbone, eval mode).
         label_smoothing: cross-entropy label smoothing.
         class_weights: optional (C,) loss weights (inverse class frequency) for imbalanced data.
-        seed: base seed; every epoch reseeds the global RNG with ``seed`` and the epoch, so a resumed run draws the same
-            shuffles, augmentations and drop-path masks as an uninterrupted one.
+        seed: base seed; every epoch reseeds the global RNG (drop path, dropout) with ``seed`` and the epoch, so a
+            resumed run draws the same masks as an uninterrupted one (data order and augmentation are seeded by
+            ``SeededEpochSampler``).
     """
 
     def __init__(

@@ -15,7 +15,7 @@ from sonofm.runs.atomic import atomic_write_text
 class EpochCsvLog(L.Callback):
     """Rows hold ``epoch``, ``step``, ``lr`` and every scalar in ``trainer.callback_metrics`` at the epoch's end.
 
-    On resume, rows of epochs at or after the resumed epoch are dropped before new ones are written.
+    On resume, rows of epochs at or after the one being written (left by an interrupted run) are replaced.
     """
 
     def __init__(self, path: Path):
@@ -26,7 +26,7 @@ class EpochCsvLog(L.Callback):
         self.rows = []
         if self.path.is_file():
             with self.path.open(newline="", encoding="utf-8") as handle:
-                self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) < trainer.current_epoch]
+                self.rows = list(csv.DictReader(handle))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -37,7 +37,7 @@ class EpochCsvLog(L.Callback):
         for key, value in sorted(trainer.callback_metrics.items()):
             number = float(value)
             row[key] = "" if math.isnan(number) else f"{number:.6g}"
-        self.rows.append(row)
+        self.rows = [old for old in self.rows if int(old["epoch"]) < trainer.current_epoch] + [row]
         columns: list[str] = []
         for existing in self.rows:
             columns += [key for key in existing if key not in columns]

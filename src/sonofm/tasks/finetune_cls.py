@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from sonofm.data.datasets import ClassificationDataset
 from sonofm.data.layouts import load_index
 from sonofm.data.records import DatasetIndex, Sample
+from sonofm.data.sampling import SeededEpochSampler
 from sonofm.data.splits import load_split, save_split, split_samples, train_fraction
 from sonofm.data.validate import assert_valid
 from sonofm.errors import SonofmError
@@ -83,10 +84,12 @@ class ClsFinetuneConfig:
                 raise SonofmError(message)
 
 
-def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: bool = False, echo: Echo = print) -> dict[str, float]:
+def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: bool = False, echo: Echo = print,
+                        callbacks: list[L.Callback] | None = None) -> dict[str, float]:
     """Train, select the best epoch on validation balanced accuracy, test it, and write the run folder.
 
-    Running again on an unfinished run folder resumes from ``checkpoints/last.ckpt``. Returns the final metrics.
+    Running again on an unfinished run folder resumes from ``checkpoints/last.ckpt``. ``callbacks`` are extra
+    Lightning callbacks. Returns the final metrics.
     """
     config.validate()
     run, resuming = prepare_run(out, config, overwrite=overwrite)
@@ -120,7 +123,7 @@ def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: b
         dirpath=run.checkpoints, filename="best", save_last=True, enable_version_counter=False,
         monitor="val/balanced_accuracy" if has_val else None, mode="max",
     )
-    trainer = _trainer(config, [checkpoint, EpochCsvLog(run.log)])
+    trainer = _trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])
     trainer.fit(
         module, loaders["train"], loaders.get("val"),
         ckpt_path=str(run.last_checkpoint) if run.last_checkpoint.is_file() else None,
@@ -184,8 +187,9 @@ def _load_or_make_splits(run: RunFolder, index: DatasetIndex, config: ClsFinetun
 def _loader(samples: list[Sample], config: ClsFinetuneConfig, train: bool) -> DataLoader:
     dataset = ClassificationDataset(samples, config.img_size, train=train)
     return DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=train, drop_last=train and len(samples) > config.batch_size,
-        num_workers=config.num_workers, pin_memory=torch.cuda.is_available(),
+        dataset, batch_size=config.batch_size, sampler=SeededEpochSampler(len(samples), config.seed) if train else None,
+        drop_last=train and len(samples) > config.batch_size, num_workers=config.num_workers,
+        pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(config.seed),
     )
 
 
