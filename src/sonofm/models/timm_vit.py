@@ -3,8 +3,7 @@
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 
-from sonofm.models.registry import register_backbone
-from sonofm.models.vit_helpers import ViTBackboneMixin, check_image_batch, check_patch_multiple
+from sonofm.models.vit_helpers import ViTBackboneMixin, check_image_batch, check_patch_multiple, register_vit_sizes
 
 PATCH_SIZE = 16
 
@@ -50,24 +49,4 @@ class TimmViT(ViTBackboneMixin, VisionTransformer):
         return self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))
 
 
-def _build(img_size: int, overrides: dict, **defaults) -> TimmViT:
-    """A TimmViT with ``defaults`` (a variant's shape) updated by the caller's ``overrides``."""
-    return TimmViT(img_size=img_size, **(defaults | overrides))
-
-
-@register_backbone("timm_vit_tiny_patch16")
-def timm_vit_tiny_patch16(img_size: int = 224, **overrides) -> TimmViT:
-    """timm ViT-Tiny/16: 192 dim, 12 blocks, 3 heads."""
-    return _build(img_size, overrides, embed_dim=192, depth=12, num_heads=3)
-
-
-@register_backbone("timm_vit_small_patch16")
-def timm_vit_small_patch16(img_size: int = 224, **overrides) -> TimmViT:
-    """timm ViT-Small/16: 384 dim, 12 blocks, 6 heads."""
-    return _build(img_size, overrides, embed_dim=384, depth=12, num_heads=6)
-
-
-@register_backbone("timm_vit_base_patch16")
-def timm_vit_base_patch16(img_size: int = 224, **overrides) -> TimmViT:
-    """timm ViT-Base/16: 768 dim, 12 blocks, 12 heads."""
-    return _build(img_size, overrides, embed_dim=768, depth=12, num_heads=12)
+register_vit_sizes("timm_vit", TimmViT)

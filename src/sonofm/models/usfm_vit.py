@@ -13,8 +13,7 @@ from timm.layers import LayerNorm, trunc_normal_
 from timm.models.beit import Beit
 from torch import Tensor, nn
 
-from sonofm.models.registry import register_backbone
-from sonofm.models.vit_helpers import ViTBackboneMixin, check_image_batch, check_patch_multiple
+from sonofm.models.vit_helpers import ViTBackboneMixin, check_image_batch, check_patch_multiple, register_vit_sizes
 
 PATCH_SIZE = 16
 
@@ -100,24 +99,4 @@ class UsfmViT(ViTBackboneMixin, Beit):
         return self.pos_drop(torch.cat((cls, patches), dim=1))
 
 
-def _build(img_size: int, overrides: dict, **defaults) -> UsfmViT:
-    """A UsfmViT with ``defaults`` (a variant's shape) updated by the caller's ``overrides``."""
-    return UsfmViT(img_size=img_size, **(defaults | overrides))
-
-
-@register_backbone("usfm_vit_tiny_patch16")
-def usfm_vit_tiny_patch16(img_size: int = 224, **overrides) -> UsfmViT:
-    """USFM-style ViT-Tiny/16: 192 dim, 12 blocks, 3 heads."""
-    return _build(img_size, overrides, embed_dim=192, depth=12, num_heads=3)
-
-
-@register_backbone("usfm_vit_small_patch16")
-def usfm_vit_small_patch16(img_size: int = 224, **overrides) -> UsfmViT:
-    """USFM-style ViT-Small/16: 384 dim, 12 blocks, 6 heads."""
-    return _build(img_size, overrides, embed_dim=384, depth=12, num_heads=6)
-
-
-@register_backbone("usfm_vit_base_patch16")
-def usfm_vit_base_patch16(img_size: int = 224, **overrides) -> UsfmViT:
-    """The USFM encoder, ViT-Base/16: 768 dim, 12 blocks, 12 heads (the shape of USFM_latest.pth)."""
-    return _build(img_size, overrides, embed_dim=768, depth=12, num_heads=12)
+register_vit_sizes("usfm_vit", UsfmViT)

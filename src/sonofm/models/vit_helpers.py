@@ -1,14 +1,30 @@
 """Pieces shared by the ViT backbones: input checks, the block loop, intermediate maps, layer ids."""
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from sonofm.errors import SonofmError
+from sonofm.models.registry import register_backbone
 
 STEM_PARAMS = frozenset({"cls_token", "mask_token", "pos_embed", "patch_embed"})
+
+# ViT sizes: (embed_dim, depth, num_heads).
+VIT_SHAPES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
+
+
+def register_vit_sizes(prefix: str, vit_class: type[nn.Module]) -> None:
+    """Register ``{prefix}_{tiny,small,base}_patch16``; the caller's keyword arguments override the size's shape."""
+    for size, (embed_dim, depth, num_heads) in VIT_SHAPES.items():
+        shape = {"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads}
+        register_backbone(f"{prefix}_{size}_patch16")(partial(_build_vit, vit_class, shape))
+
+
+def _build_vit(vit_class: type[nn.Module], shape: dict, img_size: int = 224, **overrides) -> nn.Module:
+    return vit_class(img_size=img_size, **(shape | overrides))
 
 
 def check_patch_multiple(img_size: int, patch_size: int) -> None:
