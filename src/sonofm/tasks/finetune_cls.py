@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +196,9 @@ def _loader(samples: list[Sample], config: ClsFinetuneConfig, train: bool) -> Da
 
 
 def _trainer(config: ClsFinetuneConfig, callbacks: list[L.Callback]) -> L.Trainer:
+    # Lightning's banners (hardware summary, logger tips) and a deprecation inside Lightning itself are noise here.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     if config.progress:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1)]
     devices: int | str = int(config.devices) if config.devices.isdigit() else config.devices
