@@ -122,3 +122,9 @@ def test_predict_on_unreadable_image(finished_run, tmp_path, capsys):
     message = error_of(capsys, ["predict", "--run", str(finished_run), "--input", str(bad.parent),
                                 "--out", str(tmp_path / "out"), "--no-progress"])
     assert "bad.png" in message
+
+
+def test_unknown_model_argument(phantom, tmp_path, capsys):
+    message = error_of(capsys, ["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(tmp_path / "r"),
+                                *FAST, "--set", "model_args={dept: 4}"])
+    assert "usfm_vit_tiny_patch16" in message and "dept" in message

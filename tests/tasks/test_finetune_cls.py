@@ -114,3 +114,13 @@ def test_linear_mode_trains_only_the_head(phantom_cls, tmp_path):
 
     fresh = create_backbone("usfm_vit_tiny_patch16", img_size=64, depth=2, drop_path_rate=config2.drop_path)
     torch.testing.assert_close(first["backbone.blocks.0.attn.qkv.weight"], fresh.state_dict()["blocks.0.attn.qkv.weight"])
+
+
+def test_gradient_accumulation_halves_optimizer_steps(phantom_cls, tmp_path):
+    steps = {}
+    for accumulate in (1, 2):
+        config = small_config(phantom_cls, epochs=1, train_fraction=0.25, accumulate=accumulate)
+        finetune_classifier(config, tmp_path / f"acc{accumulate}", echo=quiet)
+        last_row = (tmp_path / f"acc{accumulate}/log.csv").read_text().strip().splitlines()[-1]
+        steps[accumulate] = int(last_row.split(",")[1])
+    assert steps[2] == (steps[1] + 1) // 2

@@ -19,7 +19,10 @@ def create_backbone(name: str, img_size: int = 224, weights: str | Path | None =
     builder = get_builder(name)
     if builder is None:
         raise SonofmError(f"unknown backbone '{name}'; available: {', '.join(list_backbones())}")
-    model = builder(img_size=img_size, **kwargs)
+    try:
+        model = builder(img_size=img_size, **kwargs)
+    except TypeError as error:
+        raise SonofmError(f"backbone '{name}' does not accept these options {sorted(kwargs)}: {error}") from None
     model.backbone_name = name
     model.load_report = load_backbone_weights(model, weights) if weights is not None else None
     return model
