@@ -108,7 +108,8 @@ def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: b
     )
     if getattr(backbone, "load_report", None) is not None:
         echo(backbone.load_report.summary())
-    model = ImageClassifier(backbone, num_classes=index.num_classes)
+    # USFM's 0.001 head scale suits a pretrained encoder; from scratch it only prolongs the start-up plateau.
+    model = ImageClassifier(backbone, num_classes=index.num_classes, head_init_scale=0.001 if config.weights else 1.0)
     weights = None
     if config.class_balance == "loss":
         weights = inverse_frequency_weights([s.label for s in splits["train"]], index.num_classes)
