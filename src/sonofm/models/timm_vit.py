@@ -37,11 +37,7 @@ class TimmViT(ViTBackboneMixin, VisionTransformer):
             mlp_ratio=mlp_ratio,
             drop_path_rate=drop_path_rate,
         )
-        self.img_size = img_size
-        self.patch_size = PATCH_SIZE
-        self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)
-        self.depth = depth
-        self.num_layer_ids = depth + 2
+        self._record_geometry(img_size, depth)
 
     def _embed(self, x: Tensor) -> Tensor:
         """Images -> ``(B, 1 + N, C)``: CLS token and patch embeddings plus the position embedding."""

@@ -51,11 +51,7 @@ class UsfmViT(ViTBackboneMixin, Beit):
             use_rel_pos_bias=True,
             use_shared_rel_pos_bias=False,
         )
-        self.img_size = img_size
-        self.patch_size = PATCH_SIZE
-        self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)
-        self.depth = depth
-        self.num_layer_ids = depth + 2
+        self._record_geometry(img_size, depth)
         self.mask_token = nn.Parameter(torch.empty(1, 1, embed_dim))
         trunc_normal_(self.mask_token, std=0.02)
 

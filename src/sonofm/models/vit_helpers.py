@@ -85,6 +85,14 @@ class ViTBackboneMixin:
     ``num_prefix_tokens`` and ``grad_checkpointing``.
     """
 
+    def _record_geometry(self, img_size: int, depth: int) -> None:
+        """Set ``img_size``, ``patch_size``, ``grid_size``, ``depth`` and ``num_layer_ids`` (stem, blocks, final norm)."""
+        self.img_size = img_size
+        self.patch_size = self.patch_embed.patch_size[0]
+        self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)
+        self.depth = depth
+        self.num_layer_ids = depth + 2
+
     def forward_tokens(self, x: Tensor) -> Tensor:
         """Images ``(B, 3, H, W)`` -> last block's tokens ``(B, P + N, C)`` before the final norm."""
         return self._run_blocks(self._embed(x))
