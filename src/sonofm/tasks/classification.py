@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from sonofm.metrics.classification import classification_metrics
@@ -122,9 +121,3 @@ def inverse_frequency_weights(labels: list[int], num_classes: int) -> torch.Tens
     weights[counts == 0] = 1.0
     return weights
 
-
-def freeze_report(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, total

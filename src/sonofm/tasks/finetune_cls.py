@@ -208,7 +208,7 @@ def _trainer(config: ClsFinetuneConfig, callbacks: list[L.Callback]) -> L.Traine
         precision=resolve_precision(config.precision, config.accelerator),
         accumulate_grad_batches=config.accumulate, gradient_clip_val=config.optim.grad_clip or None,
         callbacks=callbacks, logger=False, enable_progress_bar=config.progress, enable_model_summary=False,
-        num_sanity_val_steps=0, log_every_n_steps=1, default_root_dir=None,
+        num_sanity_val_steps=0, log_every_n_steps=1,
     )
 
 
