@@ -1,18 +1,23 @@
-"""``sonofm finetune cls``: flags -> :class:`ClsFinetuneConfig` -> :func:`finetune_classifier`."""
+"""``sonofm finetune cls|seg``: flags -> a task config -> the task's fine-tuning function."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TypeVar
 
 from sonofm.runs.config import apply_overrides
 
-# Flag name -> config field, for flags whose value is copied into the config when given.
-CLS_FLAGS = {
+T = TypeVar("T")
+
+# Flag name -> config field, for flags whose value is copied into the config when given (``--lr`` sets optim.lr).
+COMMON_FLAGS = {
     "data": "data", "model": "model", "weights": "weights", "img_size": "img_size", "epochs": "epochs",
-    "batch_size": "batch_size", "accumulate": "accumulate", "train_fraction": "train_fraction", "mode": "mode",
-    "seed": "seed", "group_by": "group_by", "precision": "precision", "num_workers": "num_workers",
-    "devices": "devices", "accelerator": "accelerator", "lr": None,
+    "batch_size": "batch_size", "accumulate": "accumulate", "train_fraction": "train_fraction", "seed": "seed",
+    "group_by": "group_by", "precision": "precision", "num_workers": "num_workers", "devices": "devices",
+    "accelerator": "accelerator", "lr": "optim.lr",
 }
+CLS_FLAGS = {**COMMON_FLAGS, "mode": "mode"}
+SEG_FLAGS = {**COMMON_FLAGS, "head": "head", "num_classes": "num_classes", "ignore_index": "ignore_index"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,47 +27,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cls", help="image classification",
         description="Fine-tune for classification. Rerunning the same command resumes an unfinished run.",
     )
-    cls.add_argument("--data", required=True, help="dataset folder (class folders, USFM or flat layout)")
-    cls.add_argument("--model", help="backbone name (default usfm_vit_base_patch16; see `sonofm models`)")
-    cls.add_argument("--weights", help="local weights: USFM_latest.pth, a sonofm model.safetensors, timm/torchvision file")
-    cls.add_argument("--img-size", type=int, help="square input size (default 224)")
-    cls.add_argument("--epochs", type=int, help="training epochs (default 30)")
-    cls.add_argument("--batch-size", type=int, help="images per step (default 32)")
-    cls.add_argument("--accumulate", type=int, help="gradient accumulation steps (default 1)")
-    cls.add_argument("--train-fraction", type=float, help="keep this grouped, stratified fraction of the training split")
+    _add_common_flags(cls, "dataset folder (class folders, USFM or flat layout)", default_batch=32)
     cls.add_argument("--mode", choices=["full", "linear"], help="full fine-tuning (default) or linear probing")
-    cls.add_argument("--seed", type=int, help="seed for splits, shuffling and init (default 0)")
-    cls.add_argument("--group-by", help="labels.csv column that groups images (patient, video); default: auto")
-    cls.add_argument("--lr", type=float, help="peak learning rate of the head (default 5e-4)")
-    cls.add_argument("--precision", choices=["auto", "bf16", "32"], help="auto: bf16 autocast where the hardware is fast")
-    cls.add_argument("--num-workers", type=int, help="data-loading worker processes (default 1)")
-    cls.add_argument("--accelerator", help="auto (default), cpu or gpu")
-    cls.add_argument("--devices", help="number of devices (default 1)")
-    cls.add_argument("--out", required=True, help="run folder")
-    cls.add_argument("--overwrite", action="store_true", help="replace a finished or different run in --out")
-    cls.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override any config key, e.g. --set optim.layer_decay=0.75 (repeatable)")
-    cls.add_argument("--no-progress", action="store_true", help="no progress bars")
     cls.set_defaults(handler=run_finetune_cls)
 
+    seg = tasks.add_parser(
+        "seg", help="semantic segmentation",
+        description="Fine-tune a backbone + segmentation head. Rerunning the same command resumes an unfinished run.",
+    )
+    _add_common_flags(seg, "dataset folder with images and masks (flat, USFM or SAMUS layout)", default_batch=8)
+    seg.add_argument("--head", choices=["upernet", "segvit", "linear", "unet"],
+                     help="decode head (default upernet; unet needs a ResNet backbone)")
+    seg.add_argument("--num-classes", type=int, help="mask classes including background (default: from the masks)")
+    seg.add_argument("--ignore-index", type=int, help="mask value left out of loss and metrics (default 255)")
+    seg.set_defaults(handler=run_finetune_seg)
 
-def run_finetune_cls(args: argparse.Namespace) -> int:
-    from sonofm.tasks.finetune_cls import ClsFinetuneConfig, finetune_classifier
 
-    config = ClsFinetuneConfig()
-    overrides = list(args.overrides)
-    for flag, key in CLS_FLAGS.items():
+def _add_common_flags(parser: argparse.ArgumentParser, data_help: str, default_batch: int) -> None:
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--model", help="backbone name (default usfm_vit_base_patch16; see `sonofm models`)")
+    parser.add_argument("--weights", help="local weights: USFM_latest.pth, a sonofm model.safetensors, timm/torchvision file")
+    parser.add_argument("--img-size", type=int, help="square input size (default 224)")
+    parser.add_argument("--epochs", type=int, help="training epochs (default 30)")
+    parser.add_argument("--batch-size", type=int, help=f"images per step (default {default_batch})")
+    parser.add_argument("--accumulate", type=int, help="gradient accumulation steps (default 1)")
+    parser.add_argument("--train-fraction", type=float, help="keep this grouped, stratified fraction of the training split")
+    parser.add_argument("--seed", type=int, help="seed for splits, shuffling and init (default 0)")
+    parser.add_argument("--group-by", help="labels.csv column that groups images (patient, video); default: auto")
+    parser.add_argument("--lr", type=float, help="peak learning rate of the head (default 5e-4)")
+    parser.add_argument("--precision", choices=["auto", "bf16", "32"], help="auto: bf16 autocast where the hardware is fast")
+    parser.add_argument("--num-workers", type=int, help="data-loading worker processes (default 1)")
+    parser.add_argument("--accelerator", help="auto (default), cpu or gpu")
+    parser.add_argument("--devices", help="number of devices (default 1)")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished or different run in --out")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set optim.layer_decay=0.75 (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _config_from_args(config: T, args: argparse.Namespace, flags: dict[str, str]) -> T:
+    """Copy given flags into ``config`` (strings verbatim, other values through the override parser), then --set."""
+    overrides = []
+    for flag, key in flags.items():
         value = getattr(args, flag)
         if value is None:
             continue
-        if flag == "lr":
-            overrides.append(f"optim.lr={value}")
-        elif isinstance(value, str):
+        if isinstance(value, str) and "." not in key:
             setattr(config, key, value)
         else:
             overrides.append(f"{key}={value}")
     if args.no_progress:
         config.progress = False
-    config = apply_overrides(config, overrides)
-    finetune_classifier(config, args.out, overwrite=args.overwrite)
+    return apply_overrides(config, [*overrides, *args.overrides])
+
+
+def run_finetune_cls(args: argparse.Namespace) -> int:
+    from sonofm.tasks.finetune_cls import ClsFinetuneConfig, finetune_classifier
+
+    finetune_classifier(_config_from_args(ClsFinetuneConfig(), args, CLS_FLAGS), args.out, overwrite=args.overwrite)
+    return 0
+
+
+def run_finetune_seg(args: argparse.Namespace) -> int:
+    from sonofm.tasks.finetune_seg import SegFinetuneConfig, finetune_segmenter
+
+    finetune_segmenter(_config_from_args(SegFinetuneConfig(), args, SEG_FLAGS), args.out, overwrite=args.overwrite)
     return 0

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torch.nn import functional as F
 
 from sonofm.metrics.classification import classification_metrics
 from sonofm.models.classifier import ImageClassifier
-from sonofm.tasks.optim import OptimConfig, build_optimizer, warmup_cosine
+from sonofm.tasks.finetune_common import FinetuneModule
+from sonofm.tasks.optim import OptimConfig
 
 
-class ClassificationModule(L.LightningModule):
+class ClassificationModule(FinetuneModule):
     """Trains an :class:`ImageClassifier`; collects whole-split probabilities for metrics at each epoch's end.
 
     Args:
@@ -21,9 +21,7 @@ class ClassificationModule(L.LightningModule):
         mode: ``"full"`` (all parameters, layer-wise LR decay) or ``"linear"`` (frozen backbone, eval mode).
         label_smoothing: cross-entropy label smoothing.
         class_weights: optional (C,) loss weights (inverse class frequency) for imbalanced data.
-        seed: base seed; every epoch reseeds the global RNG (drop path, dropout) with ``seed`` and the epoch, so a
-            resumed run draws the same masks as an uninterrupted one (data order and augmentation are seeded by
-            ``SeededEpochSampler``).
+        seed: base seed of the per-epoch reseeding (see :class:`FinetuneModule`).
     """
 
     def __init__(
@@ -36,13 +34,10 @@ class ClassificationModule(L.LightningModule):
         class_weights: torch.Tensor | None = None,
         seed: int = 0,
     ):
-        super().__init__()
-        self.model = model
+        super().__init__(model, optim, seed)
         self.class_names = class_names
-        self.optim_config = optim
         self.mode = mode
         self.label_smoothing = label_smoothing
-        self.seed = seed
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(len(class_names)))
         if mode == "linear":
             for param in self.model.backbone.parameters():
@@ -54,7 +49,7 @@ class ClassificationModule(L.LightningModule):
         return self.model(images)
 
     def on_train_epoch_start(self) -> None:
-        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
+        super().on_train_epoch_start()
         if self.mode == "linear":
             self.model.backbone.eval()
 
@@ -102,16 +97,6 @@ class ClassificationModule(L.LightningModule):
         self.log(f"{split}/loss", loss, sync_dist=False)
         for key in ("accuracy", "balanced_accuracy", "macro_f1", "auroc"):
             self.log(f"{split}/{key}", metrics[key], prog_bar=(key == "balanced_accuracy"), sync_dist=False)
-
-    def configure_optimizers(self):
-        optimizer = build_optimizer(self.model, self.optim_config)
-        total = int(self.trainer.estimated_stepping_batches)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = round(self.optim_config.warmup_epochs * total / epochs)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_cosine(total, warmup, self.optim_config.min_lr_ratio)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def inverse_frequency_weights(labels: list[int], num_classes: int) -> torch.Tensor:

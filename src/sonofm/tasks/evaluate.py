@@ -1,4 +1,5 @@
-"""``sonofm evaluate``: metrics of a finished classification run on its own test split or on another dataset."""
+"""``sonofm evaluate``: metrics of a finished run on its own split or on another dataset (classification or
+segmentation)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from sonofm.runs.config import load_config
 from sonofm.runs.run_folder import RunFolder
 from sonofm.tasks.figures import plot_confusion_matrix
 from sonofm.tasks.finetune_cls import ClsFinetuneConfig
-from sonofm.tasks.run_model import load_run_model
+from sonofm.tasks.finetune_common import FinetuneConfig
+from sonofm.tasks.finetune_seg import SegFinetuneConfig
+from sonofm.tasks.run_model import RunModel, load_run_model
+from sonofm.tasks.seg_evaluation import evaluate_segmentation, pixel_size_column, write_per_image_csv
 
 
 def evaluate_run(run_path: str | Path, data: str | None = None, split: str = "test", batch_size: int = 32,
@@ -28,14 +32,31 @@ def evaluate_run(run_path: str | Path, data: str | None = None, split: str = "te
     """Evaluate ``run_path``'s model; return ``(metrics, json_path)``.
 
     Without ``data`` the run's own ``split.csv`` selects the images of ``split``. With ``data``, a layout that has
-    splits is evaluated on ``split``; a layout without splits is evaluated whole. Class names must match the run's.
+    splits is evaluated on ``split``; a layout without splits is evaluated whole. Class names must match the run's
+    (classification) or the number of mask classes must (segmentation). Segmentation is measured at each image's
+    own size and also writes ``per_image_<tag>.csv``.
     """
     run = RunFolder(Path(run_path))
     loaded = load_run_model(run.path)
-    config = load_config(ClsFinetuneConfig, run.config)
-    samples, tag = _select_samples(run, config, data, split, loaded.classes)
+    config_type = SegFinetuneConfig if loaded.task == "seg" else ClsFinetuneConfig
+    config = load_config(config_type, run.config)
+    samples, tag = _select_samples(run, config, loaded, data, split)
     if not samples:
         raise SonofmError(f"no images in split {split!r} of {data or config.data}")
+    if loaded.task == "seg":
+        values, rows = evaluate_segmentation(
+            loaded.model, samples, loaded.img_size, loaded.classes, config.ignore_index,
+            pixel_size_column(samples, config.pixel_size_column), precision=config.precision, progress=progress,
+        )
+        write_per_image_csv(rows, run.path / f"per_image_{tag}.csv")
+    else:
+        values = _evaluate_classifier(run, loaded, samples, tag, batch_size, progress)
+    metrics = {f"{split}/{key}": value for key, value in values.items()}
+    return metrics, atomic_write_json(run.path / f"evaluate_{tag}.json", metrics)
+
+
+def _evaluate_classifier(run: RunFolder, loaded: RunModel, samples: list[Sample], tag: str, batch_size: int,
+                         progress: bool) -> dict[str, float]:
     loader = DataLoader(ClassificationDataset(samples, loaded.img_size, train=False), batch_size=batch_size)
     probs, labels = [], []
     with torch.inference_mode():
@@ -43,23 +64,20 @@ def evaluate_run(run_path: str | Path, data: str | None = None, split: str = "te
             probs.append(loaded.model(images).float().softmax(dim=1))
             labels.append(batch_labels)
     probs_all, labels_all = torch.cat(probs), torch.cat(labels)
-    values = classification_metrics(probs_all, labels_all, loaded.classes)
-    metrics = {f"{split}/{key}": value for key, value in values.items()}
-    out = run.path / f"evaluate_{tag}.json"
-    atomic_write_json(out, metrics)
     matrix = confusion_matrix(probs_all, labels_all, len(loaded.classes))
     plot_confusion_matrix(matrix, loaded.classes, run.path / f"confusion_matrix_{tag}.png", f"{tag} ({len(samples)} images)")
-    return metrics, out
+    return classification_metrics(probs_all, labels_all, loaded.classes)
 
 
-def _select_samples(run: RunFolder, config: ClsFinetuneConfig, data: str | None, split: str,
-                    classes: list[str]) -> tuple[list[Sample], str]:
+def _select_samples(run: RunFolder, config: FinetuneConfig, loaded: RunModel, data: str | None,
+                    split: str) -> tuple[list[Sample], str]:
+    num_classes = len(loaded.classes) if loaded.task == "seg" else None
     if data is None:
-        index = load_index(config.data, task="cls", group_by=config.group_by)
+        index = load_index(config.data, task=loaded.task, group_by=config.group_by, num_classes=num_classes)
         return load_split(run.split, index).get(split, []), split
-    index = load_index(data, task="cls")
-    if index.classes != classes:
-        raise SonofmError(f"classes of {data} {index.classes} differ from the run's {classes}")
+    index = load_index(data, task=loaded.task, num_classes=num_classes)
+    if loaded.task == "cls" and index.classes != loaded.classes:
+        raise SonofmError(f"classes of {data} {index.classes} differ from the run's {loaded.classes}")
     assert_valid(index)
     tag = f"{Path(data).name}_{split}" if index.has_splits else Path(data).name
     if index.has_splits:

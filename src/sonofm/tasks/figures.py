@@ -8,9 +8,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from sonofm.runs.atomic import atomic_write  # noqa: E402
+from sonofm.tasks.overlay import overlay_mask  # noqa: E402
 
 
 def save_figure(figure: plt.Figure, path: str | Path) -> Path:
@@ -41,14 +43,14 @@ def plot_confusion_matrix(matrix: torch.Tensor, class_names: list[str], path: st
     return save_figure(figure, path)
 
 
-def plot_training_curves(log_rows: list[dict[str, str]], path: str | Path) -> Path:
-    """Loss and validation metric curves from ``log.csv`` rows."""
+def plot_training_curves(log_rows: list[dict[str, str]], path: str | Path, metric_keys: tuple[str, ...]) -> Path:
+    """Loss curves (left) and the ``metric_keys`` columns (right, in [0, 1]) from ``log.csv`` rows."""
     epochs = [int(row["epoch"]) for row in log_rows]
     figure, (loss_axes, metric_axes) = plt.subplots(1, 2, figsize=(10, 3.5))
     for key in ("train/loss_epoch", "val/loss"):
         values = [float(row[key]) if row.get(key) else float("nan") for row in log_rows]
         loss_axes.plot(epochs, values, marker="o", label=key)
-    for key in ("train/accuracy", "val/accuracy", "val/balanced_accuracy", "val/macro_f1"):
+    for key in metric_keys:
         values = [float(row[key]) if row.get(key) else float("nan") for row in log_rows]
         metric_axes.plot(epochs, values, marker="o", label=key)
     loss_axes.set_xlabel("epoch")
@@ -58,4 +60,22 @@ def plot_training_curves(log_rows: list[dict[str, str]], path: str | Path) -> Pa
     metric_axes.set_ylim(0, 1)
     metric_axes.set_title("metrics")
     metric_axes.legend()
+    return save_figure(figure, path)
+
+
+def plot_segmentation_examples(examples: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], class_names: list[str],
+                               path: str | Path, title: str) -> Path:
+    """A grid with one row per example ``(name, uint8 (H, W, 3) image, true ids (H, W), predicted ids (H, W))``:
+    image, ground-truth overlay, prediction overlay."""
+    rows = max(1, len(examples))
+    figure, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    for row, (name, image, truth, prediction) in enumerate(examples):
+        panels = (image, overlay_mask(image, truth, len(class_names)), overlay_mask(image, prediction, len(class_names)))
+        for column, (panel, label) in enumerate(zip(panels, ("image", "ground truth", "prediction"))):
+            axes[row, column].imshow(panel)
+            axes[row, column].set_title(f"{name}: {label}" if column == 0 else label, fontsize=8)
+    for axis in axes.flat:
+        axis.axis("off")
+    figure.suptitle(title)
+    figure.tight_layout()
     return save_figure(figure, path)

@@ -11,6 +11,7 @@ from torch import nn
 from sonofm.errors import SonofmError
 from sonofm.models import create_backbone
 from sonofm.models.classifier import ImageClassifier
+from sonofm.models.segmenter import Segmenter
 from sonofm.runs.model_file import load_model_state, read_model_metadata
 from sonofm.runs.run_folder import RunFolder
 
@@ -27,15 +28,21 @@ class RunModel:
 
 
 def load_run_model(path: str | Path) -> RunModel:
-    """Load ``RUN/model.safetensors`` (strict: every key must match the rebuilt model)."""
+    """Load ``RUN/model.safetensors`` (strict: every key must match the rebuilt model); task ``cls`` or ``seg``."""
     run = RunFolder(Path(path))
     run.require_finished()
     metadata = read_model_metadata(run.model)
     task = metadata.get("task")
-    if task != "cls":
-        raise SonofmError(f"run {run.path} holds a {task!r} model; this command supports classification runs")
+    if task not in ("cls", "seg"):
+        raise SonofmError(f"run {run.path} holds a {task!r} model; this command supports classification and "
+                          "segmentation runs")
     backbone = create_backbone(metadata["model"], img_size=int(metadata["img_size"]), **metadata.get("model_args", {}))
-    model = ImageClassifier(backbone, num_classes=len(metadata["classes"]))
+    num_classes = len(metadata["classes"])
+    if task == "cls":
+        model: nn.Module = ImageClassifier(backbone, num_classes=num_classes)
+    else:
+        model = Segmenter(backbone, num_classes, head=metadata["head"], ignore_index=int(metadata["ignore_index"]),
+                          aux_weight=float(metadata["aux_weight"]), **metadata.get("head_args", {}))
     result = model.load_state_dict(load_model_state(run.model), strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise SonofmError(

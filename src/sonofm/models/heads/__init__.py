@@ -1,0 +1,19 @@
+"""Segmentation necks and decode heads (UPerNet, SegViT's ATM, a light upsampling head, a U-Net decoder)."""
+
+from sonofm.models.heads.atm import ATMHead, ATMLoss, atm_class_scores
+from sonofm.models.heads.linear import ProgressiveUpsamplingHead
+from sonofm.models.heads.unet import UNetDecoder
+from sonofm.models.heads.upernet import FcnAuxHead, UperNetHead
+from sonofm.models.heads.vit_neck import ViTPyramidNeck, vit_feature_indices
+
+__all__ = [
+    "ATMHead",
+    "ATMLoss",
+    "FcnAuxHead",
+    "ProgressiveUpsamplingHead",
+    "UNetDecoder",
+    "UperNetHead",
+    "ViTPyramidNeck",
+    "atm_class_scores",
+    "vit_feature_indices",
+]

@@ -1,0 +1,176 @@
+"""What every fine-tuning task shares: the common config fields, splits, loaders, the Trainer, the base module."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from sonofm.data.records import DatasetIndex, Sample
+from sonofm.data.sampling import SeededEpochSampler
+from sonofm.data.splits import load_split, save_split, split_samples, train_fraction
+from sonofm.errors import SonofmError
+from sonofm.runs.run_folder import RunFolder
+from sonofm.tasks.figures import plot_training_curves
+from sonofm.tasks.optim import OptimConfig, build_optimizer, warmup_cosine
+from sonofm.tasks.precision import PRECISIONS, resolve_precision
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class FinetuneConfig:
+    """Options shared by every fine-tuning task (each task's config adds its own)."""
+
+    data: str = ""
+    model: str = "usfm_vit_base_patch16"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    img_size: int = 224
+    epochs: int = 30
+    batch_size: int = 32
+    accumulate: int = 1
+    train_fraction: float = 1.0
+    seed: int = 0
+    group_by: str | None = None
+    split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    precision: str = "auto"
+    drop_path: float = 0.1
+    num_workers: int = 1
+    accelerator: str = "auto"
+    devices: str = "1"
+    progress: bool = True
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """``(ok, message)`` pairs; a task config extends the list."""
+        return [
+            (bool(self.data), "--data is required"),
+            (0 < self.train_fraction <= 1, f"--train-fraction must be in (0, 1], got {self.train_fraction}"),
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.accumulate >= 1, f"accumulate must be >= 1, got {self.accumulate}"),
+            (self.img_size >= 16 and self.img_size % 16 == 0, f"--img-size must be a multiple of 16, got {self.img_size}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            (len(self.split_ratios) == 3 and abs(sum(self.split_ratios) - 1) < 1e-6, "split_ratios must be 3 numbers summing to 1"),
+        ]
+
+    def validate(self) -> None:
+        """Raise SonofmError for the first value outside its range."""
+        for ok, message in self.checks():
+            if not ok:
+                raise SonofmError(message)
+
+    def resolved_optim(self) -> OptimConfig:
+        """``optim`` with ``layer_decay`` resolved: 0.65 when fine-tuning from weights, none (1.0) from scratch."""
+        if self.optim.layer_decay is not None:
+            return self.optim
+        return dataclasses.replace(self.optim, layer_decay=0.65 if self.weights else 1.0)
+
+
+class FinetuneModule(L.LightningModule):
+    """Base Lightning module: per-epoch reseeding and AdamW + layer decay + warmup-cosine per step.
+
+    ``seed``: every epoch reseeds the global RNG (drop path, dropout) with ``seed`` and the epoch, so a resumed run
+    draws the same masks as an uninterrupted one (data order and augmentation are seeded by ``SeededEpochSampler``).
+    The wrapped ``model`` must offer ``layer_id(name)`` and ``num_layer_ids``.
+    """
+
+    def __init__(self, model: nn.Module, optim: OptimConfig, seed: int = 0):
+        super().__init__()
+        self.model = model
+        self.optim_config = optim
+        self.seed = seed
+
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.model, self.optim_config)
+        total = int(self.trainer.estimated_stepping_batches)
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = round(self.optim_config.warmup_epochs * total / epochs)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(total, warmup, self.optim_config.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def load_or_make_splits(run: RunFolder, index: DatasetIndex, config: FinetuneConfig,
+                        resuming: bool) -> dict[str, list[Sample]]:
+    """The run's saved splits when resuming, else new grouped splits (train cut to ``train_fraction``), saved."""
+    if resuming and run.split.is_file():
+        return load_split(run.split, index)
+    splits = split_samples(index, ratios=config.split_ratios, seed=config.seed)
+    if config.train_fraction < 1:
+        splits["train"] = train_fraction(splits["train"], config.train_fraction, seed=config.seed)
+    if not splits.get("train"):
+        raise SonofmError(f"no training images in {config.data}")
+    save_split(splits, run.split)
+    return splits
+
+
+def make_loader(dataset: Dataset, config: FinetuneConfig, train: bool) -> DataLoader:
+    """Training loaders shuffle with a :class:`SeededEpochSampler` (exact resume) and drop a ragged last batch."""
+    size = len(dataset)
+    return DataLoader(
+        dataset, batch_size=config.batch_size, sampler=SeededEpochSampler(size, config.seed) if train else None,
+        drop_last=train and size > config.batch_size, num_workers=config.num_workers,
+        pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(config.seed),
+    )
+
+
+def make_trainer(config: FinetuneConfig, callbacks: list[L.Callback]) -> L.Trainer:
+    """A Trainer without logger banners: checkpoints and the CSV log come from ``callbacks``."""
+    # Lightning's banners (hardware summary, logger tips) and a deprecation inside Lightning itself are noise here.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    if config.progress:
+        callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1)]
+    devices: int | str = int(config.devices) if config.devices.isdigit() else config.devices
+    return L.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator, devices=devices,
+        precision=resolve_precision(config.precision, config.accelerator),
+        accumulate_grad_batches=config.accumulate, gradient_clip_val=config.optim.grad_clip or None,
+        callbacks=callbacks, logger=False, enable_progress_bar=config.progress, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=1,
+    )
+
+
+def describe_start(index: DatasetIndex, splits: dict[str, list[Sample]], run: RunFolder, resuming: bool) -> str:
+    """One line: start or resume, layout, classes, grouping, split sizes."""
+    counts = ", ".join(f"{name} {len(samples)}" for name, samples in splits.items())
+    verb = "resuming" if resuming else "starting"
+    group = index.group_column or "none (each image its own group)"
+    return f"{verb} {run.path}: {index.layout} layout, classes {index.classes}, groups by {group}; {counts}"
+
+
+def best_checkpoint(run: RunFolder, has_val: bool) -> str | None:
+    """Path of ``best.ckpt`` when validation selected one, else None (the last epoch's weights are used)."""
+    path = run.checkpoints / "best.ckpt"
+    return str(path) if has_val and path.is_file() else None
+
+
+def checkpoint_epoch(path: str | None, epochs: int) -> float:
+    """The epoch stored in checkpoint ``path``; the last epoch when there is none."""
+    if path is None:
+        return float(epochs - 1)
+    return float(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def write_training_curves(run: RunFolder, metric_keys: tuple[str, ...]) -> None:
+    """``training_curves.png`` from ``log.csv`` (losses left, ``metric_keys`` right), when the log exists."""
+    if run.log.is_file():
+        with run.log.open(newline="", encoding="utf-8") as handle:
+            plot_training_curves(list(csv.DictReader(handle)), run.path / "training_curves.png", metric_keys)
