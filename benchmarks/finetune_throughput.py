@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -23,9 +21,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_common sits beside this script
+from bench_common import (  # noqa: E402
+    MIB,
+    PRECISIONS,
+    gemm_flops_per_s,
+    peak_rss_bytes,
+    run_worker,
+    settings_flags,
+    synchronize,
+)
+
 NUM_CLASSES = 3
-MIB = 2**20
 
 
 @dataclass
@@ -52,33 +59,6 @@ class Measurement:
     gemm_flops_per_s: float
     peak_rss_bytes: int
     cuda_max_allocated_bytes: int | None
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued kernels on CUDA; nothing to wait for on CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def gemm_flops_per_s(size: int, dtype: torch.dtype, device: torch.device, repeats: int = 3) -> float:
-    """Best FLOP/s of a ``size``-cubed matmul in ``dtype`` over ``repeats`` timed runs (after one untimed run)."""
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    torch.mm(a, b)
-    synchronize(device)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
 
 
 def measure(settings: Settings, precision: str) -> Measurement:
@@ -130,17 +110,12 @@ def measure(settings: Settings, precision: str) -> Measurement:
 
 def worker_args(settings: Settings, precision: str) -> list[str]:
     """The flags that make this script measure ``precision`` under ``settings`` and print the result as JSON."""
-    args = ["--worker", precision]
-    for key, value in asdict(settings).items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
-    return args
+    return ["--worker", precision, *settings_flags(settings)]
 
 
 def measure_in_subprocess(settings: Settings, precision: str) -> Measurement:
     """Run ``measure`` in a fresh interpreter so each precision's peak memory is measured on its own."""
-    command = [sys.executable, os.path.abspath(__file__), *worker_args(settings, precision)]
-    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
-    return Measurement(**json.loads(result.stdout.strip().splitlines()[-1]))
+    return Measurement(**run_worker(os.path.abspath(__file__), worker_args(settings, precision)))
 
 
 def figure_lines(settings: Settings, results: dict[str, Measurement]) -> list[dict]:

@@ -67,15 +67,14 @@ def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: b
     run, resuming = prepare_run(out, config, overwrite=overwrite)
     index = load_index(config.data, task="cls", group_by=config.group_by)
     assert_valid(index)
-    splits = load_or_make_splits(run, index, config, resuming)
-    save_config(config, run.config)
-    echo(describe_start(index, splits, run, resuming))
-
     L.seed_everything(config.seed, workers=True, verbose=False)
-    backbone = create_backbone(
+    backbone = create_backbone(  # before any write: bad options leave no run behind
         config.model, img_size=config.img_size, weights=config.weights, drop_path_rate=config.drop_path,
         **config.model_args,
     )
+    splits = load_or_make_splits(run, index, config, resuming)
+    save_config(config, run.config)
+    echo(describe_start(index, splits, run, resuming))
     if getattr(backbone, "load_report", None) is not None:
         echo(backbone.load_report.summary())
     # USFM's 0.001 head scale suits a pretrained encoder; from scratch it only prolongs the start-up plateau.

@@ -136,6 +136,8 @@ def make_trainer(config: FinetuneConfig, callbacks: list[L.Callback]) -> L.Train
     # Lightning's banners (hardware summary, logger tips) and a deprecation inside Lightning itself are noise here.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # a data set too small for a val split
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # resuming
     if config.progress:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1)]
     devices: int | str = int(config.devices) if config.devices.isdigit() else config.devices

@@ -86,13 +86,12 @@ def finetune_segmenter(config: SegFinetuneConfig, out: str | Path, overwrite: bo
     run, resuming = prepare_run(out, config, overwrite=overwrite)
     index = load_index(config.data, task="seg", group_by=config.group_by, num_classes=config.num_classes)
     assert_valid(index)
-    splits = load_or_make_splits(run, index, config, resuming)
     pixel_column = pixel_size_column(index.samples, config.pixel_size_column)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    model = build_segmenter(config, index.num_classes, config.weights)  # before any write: bad options leave no run
+    splits = load_or_make_splits(run, index, config, resuming)
     save_config(config, run.config)
     echo(describe_start(index, splits, run, resuming))
-
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    model = build_segmenter(config, index.num_classes, config.weights)
     if getattr(model.backbone, "load_report", None) is not None:
         echo(model.backbone.load_report.summary())
     module = SegmentationModule(model, index.classes, config.resolved_optim(), seed=config.seed)

@@ -180,14 +180,19 @@ class ATMLoss:
     out of both. Mask terms are summed over masks and divided by the number of present (image, class) pairs.
     Returns ``{"loss": weighted sum, "cls", "focal", "dice", "cls_0", "focal_0", "dice_0", ...}`` (terms
     unweighted; suffix ``_i`` for ``aux[i]``), all float32.
+
+    Default weights: cls 1, focal 5, Dice 5. The reference used focal 20, Dice 1; on small ultrasound targets
+    (carotid artery 2 % of the image, breast lesions) that weighting let the focal term drive every mask to
+    background from scratch (validation Dice 0.02 on a CCA subset after 25 epochs, 0.47 with 5/5; HC18 and BUSI also
+    improved). ``focal_weight=20, dice_weight=1`` restores the reference.
     """
 
     def __init__(
         self,
         ignore_index: int = 255,
         class_weight: float = 1.0,
-        focal_weight: float = 20.0,
-        dice_weight: float = 1.0,
+        focal_weight: float = 5.0,
+        dice_weight: float = 5.0,
         no_object_weight: float = 0.1,
     ) -> None:
         self.ignore_index = ignore_index
