@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import TypeVar
 
-from sonofm.runs.config import apply_overrides
-
-T = TypeVar("T")
+from sonofm.cli.options import config_from_args
 
 # Flag name -> config field, for flags whose value is copied into the config when given (``--lr`` sets optim.lr).
 COMMON_FLAGS = {
     "data": "data", "model": "model", "weights": "weights", "img_size": "img_size", "epochs": "epochs",
     "batch_size": "batch_size", "accumulate": "accumulate", "train_fraction": "train_fraction", "seed": "seed",
     "group_by": "group_by", "precision": "precision", "num_workers": "num_workers", "devices": "devices",
-    "accelerator": "accelerator", "lr": "optim.lr",
+    "accelerator": "accelerator", "strategy": "strategy", "num_nodes": "num_nodes", "lr": "optim.lr",
 }
 CLS_FLAGS = {**COMMON_FLAGS, "mode": "mode"}
 SEG_FLAGS = {**COMMON_FLAGS, "head": "head", "num_classes": "num_classes", "ignore_index": "ignore_index"}
@@ -59,6 +56,8 @@ def _add_common_flags(parser: argparse.ArgumentParser, data_help: str, default_b
     parser.add_argument("--num-workers", type=int, help="data-loading worker processes (default 1)")
     parser.add_argument("--accelerator", help="auto (default), cpu or gpu")
     parser.add_argument("--devices", help="number of devices (default 1)")
+    parser.add_argument("--strategy", help="Lightning strategy: auto (default), ddp, fsdp, ...")
+    parser.add_argument("--num-nodes", type=int, help="machines for multi-node training (default 1)")
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished or different run in --out")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -66,31 +65,15 @@ def _add_common_flags(parser: argparse.ArgumentParser, data_help: str, default_b
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _config_from_args(config: T, args: argparse.Namespace, flags: dict[str, str]) -> T:
-    """Copy given flags into ``config`` (strings verbatim, other values through the override parser), then --set."""
-    overrides = []
-    for flag, key in flags.items():
-        value = getattr(args, flag)
-        if value is None:
-            continue
-        if isinstance(value, str) and "." not in key:
-            setattr(config, key, value)
-        else:
-            overrides.append(f"{key}={value}")
-    if args.no_progress:
-        config.progress = False
-    return apply_overrides(config, [*overrides, *args.overrides])
-
-
 def run_finetune_cls(args: argparse.Namespace) -> int:
     from sonofm.tasks.finetune_cls import ClsFinetuneConfig, finetune_classifier
 
-    finetune_classifier(_config_from_args(ClsFinetuneConfig(), args, CLS_FLAGS), args.out, overwrite=args.overwrite)
+    finetune_classifier(config_from_args(ClsFinetuneConfig(), args, CLS_FLAGS), args.out, overwrite=args.overwrite)
     return 0
 
 
 def run_finetune_seg(args: argparse.Namespace) -> int:
     from sonofm.tasks.finetune_seg import SegFinetuneConfig, finetune_segmenter
 
-    finetune_segmenter(_config_from_args(SegFinetuneConfig(), args, SEG_FLAGS), args.out, overwrite=args.overwrite)
+    finetune_segmenter(config_from_args(SegFinetuneConfig(), args, SEG_FLAGS), args.out, overwrite=args.overwrite)
     return 0

@@ -1,9 +1,11 @@
-"""The USFM encoder: a BEiT-style ViT/16 with per-block relative position bias, layer scale and a mask token.
+"""The USFM encoder: a BEiT-style ViT/16 with relative position bias, layer scale and a mask token.
 
-Built on ``timm.models.beit.Beit`` so parameter names match the official checkpoint once its shared relative
-position table is copied into the blocks (see ``usfm_checkpoint``). timm's attention adds the bias as a float mask to
-``scaled_dot_product_attention``; its index follows BEiT: ``(dy + h - 1) * (2w - 1) + (dx + w - 1)`` for patch
-pairs, and the last 3 table rows for cls->token, token->cls and cls->cls.
+Built on ``timm.models.beit.Beit`` so parameter names match the official checkpoint. By default every block has its
+own relative position table (the official shared table is copied into each on loading, see ``usfm_checkpoint``);
+with ``shared_rel_pos_bias=True`` all blocks share one table, ``rel_pos_bias.relative_position_bias_table``, as in
+USFM pretraining. timm's attention adds the bias as a float mask to ``scaled_dot_product_attention``; its index
+follows BEiT: ``(dy + h - 1) * (2w - 1) + (dx + w - 1)`` for patch pairs, and the last 3 table rows for
+cls->token, token->cls and cls->cls.
 """
 
 from functools import partial
@@ -19,7 +21,10 @@ PATCH_SIZE = 16
 
 
 class UsfmViT(ViTBackboneMixin, Beit):
-    """USFM ViT encoder. Images ``(B, 3, H, W)`` -> tokens ``(B, 1 + N, C)``, CLS first, ``N = (H/16)(W/16)``."""
+    """USFM ViT encoder. Images ``(B, 3, H, W)`` -> tokens ``(B, 1 + N, C)``, CLS first, ``N = (H/16)(W/16)``.
+
+    ``shared_rel_pos_bias``: one relative position table for all blocks (``rel_pos_bias``) instead of one per block.
+    """
 
     backbone_name: str = ""  # the registry name; set by create_backbone
 
@@ -32,6 +37,7 @@ class UsfmViT(ViTBackboneMixin, Beit):
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.1,
         layer_scale_init: float = 0.1,
+        shared_rel_pos_bias: bool = False,
     ) -> None:
         check_patch_multiple(img_size, PATCH_SIZE)
         super().__init__(
@@ -48,9 +54,10 @@ class UsfmViT(ViTBackboneMixin, Beit):
             norm_layer=partial(LayerNorm, eps=1e-6),
             init_values=layer_scale_init,
             use_abs_pos_emb=False,
-            use_rel_pos_bias=True,
-            use_shared_rel_pos_bias=False,
+            use_rel_pos_bias=not shared_rel_pos_bias,
+            use_shared_rel_pos_bias=shared_rel_pos_bias,
         )
+        self.shared_rel_pos_bias = shared_rel_pos_bias
         self._record_geometry(img_size, depth)
         self.mask_token = nn.Parameter(torch.empty(1, 1, embed_dim))
         trunc_normal_(self.mask_token, std=0.02)
@@ -81,6 +88,12 @@ class UsfmViT(ViTBackboneMixin, Beit):
     def no_weight_decay(self) -> set[str]:
         """Parameter names excluded from weight decay: tokens and relative position tables."""
         return super().no_weight_decay() | {"mask_token"}
+
+    def _block_kwargs(self) -> dict[str, Tensor]:
+        """The shared bias ``(heads, 1 + N, 1 + N)`` for every block when the model has one table for all."""
+        if self.rel_pos_bias is None:
+            return {}
+        return {"shared_rel_pos_bias": self.rel_pos_bias()}
 
     def _embed(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Images -> ``(B, 1 + N, C)``: patch embeddings (masked ones replaced) behind the CLS token."""

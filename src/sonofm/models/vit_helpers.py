@@ -45,11 +45,14 @@ def check_image_batch(x: Tensor, img_size: tuple[int, int]) -> None:
         )
 
 
-def run_block(block: nn.Module, x: Tensor, use_checkpoint: bool) -> Tensor:
-    """One transformer block, recomputed in backward (activation checkpointing) when asked and training."""
+def run_block(block: nn.Module, x: Tensor, use_checkpoint: bool, **block_kwargs: Tensor) -> Tensor:
+    """One transformer block, recomputed in backward (activation checkpointing) when asked and training.
+
+    ``block_kwargs`` go to the block's forward (e.g. a shared relative position bias).
+    """
     if use_checkpoint and torch.is_grad_enabled():
-        return checkpoint(block, x, use_reentrant=False)
-    return block(x)
+        return checkpoint(block, x, use_reentrant=False, **block_kwargs)
+    return block(x, **block_kwargs)
 
 
 def absolute_block_indices(indices: Sequence[int], depth: int) -> list[int]:
@@ -69,7 +72,10 @@ def tokens_to_map(tokens: Tensor, grid_size: tuple[int, int]) -> Tensor:
 
 
 def vit_layer_id(param_name: str, depth: int) -> int:
-    """Layer-decay group: 0 for embeddings and tokens, i+1 for ``blocks.i``, depth+1 for the rest (final norm)."""
+    """Layer-decay group: 0 for embeddings and tokens, i+1 for ``blocks.i``, depth+1 for the rest.
+
+    The rest is the final norm and, as in BEiT's layer decay, a relative position table shared by all blocks.
+    """
     root, _, rest = param_name.partition(".")
     if root in STEM_PARAMS:
         return 0
@@ -82,7 +88,7 @@ class ViTBackboneMixin:
     """The token-level interface of a ViT backbone on top of ``_embed`` and ``blocks``.
 
     The host class provides ``_embed(x) -> (B, P + N, C)``, ``blocks``, ``norm``, ``depth``, ``grid_size``,
-    ``num_prefix_tokens`` and ``grad_checkpointing``.
+    ``num_prefix_tokens`` and ``grad_checkpointing``; it may override ``_block_kwargs``.
     """
 
     def _record_geometry(self, img_size: int, depth: int) -> None:
@@ -109,9 +115,10 @@ class ViTBackboneMixin:
         """Outputs of the blocks at ``indices`` (before any norm, prefix tokens dropped) as ``(B, C, h, w)`` maps."""
         wanted = absolute_block_indices(indices, self.depth)
         tokens = self._embed(x)
+        block_kwargs = self._block_kwargs()
         taken: dict[int, Tensor] = {}
         for index, block in enumerate(self.blocks[: max(wanted, default=-1) + 1]):
-            tokens = run_block(block, tokens, self.grad_checkpointing)
+            tokens = run_block(block, tokens, self.grad_checkpointing, **block_kwargs)
             if index in wanted:
                 taken[index] = tokens
         return [tokens_to_map(taken[i][:, self.num_prefix_tokens :], self.grid_size) for i in wanted]
@@ -120,7 +127,12 @@ class ViTBackboneMixin:
         """Layer-decay group of a parameter: 0 stem/tokens, i+1 for ``blocks.i``, depth+1 for the final norm."""
         return vit_layer_id(param_name, self.depth)
 
+    def _block_kwargs(self) -> dict[str, Tensor]:
+        """Extra keyword arguments for every block's forward, computed once per forward pass; none by default."""
+        return {}
+
     def _run_blocks(self, tokens: Tensor) -> Tensor:
+        block_kwargs = self._block_kwargs()
         for block in self.blocks:
-            tokens = run_block(block, tokens, self.grad_checkpointing)
+            tokens = run_block(block, tokens, self.grad_checkpointing, **block_kwargs)
         return tokens

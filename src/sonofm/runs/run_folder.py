@@ -24,7 +24,7 @@ from sonofm.errors import SonofmError
 from sonofm.runs.config import config_to_dict
 
 # Keys that may change between the first start and a resume without changing what is being trained.
-RESUMABLE_KEYS = frozenset({"num_workers", "devices", "accelerator", "progress"})
+RESUMABLE_KEYS = frozenset({"num_workers", "devices", "accelerator", "strategy", "num_nodes", "progress"})
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from torch.nn import functional as F
 
 from sonofm.metrics.classification import classification_metrics
 from sonofm.models.classifier import ImageClassifier
-from sonofm.tasks.finetune_common import FinetuneModule
+from sonofm.tasks.train_module import SeededTrainingModule
 from sonofm.tasks.optim import OptimConfig
 
 
-class ClassificationModule(FinetuneModule):
+class ClassificationModule(SeededTrainingModule):
     """Trains an :class:`ImageClassifier`; collects whole-split probabilities for metrics at each epoch's end.
 
     Args:
@@ -21,7 +21,7 @@ class ClassificationModule(FinetuneModule):
         mode: ``"full"`` (all parameters, layer-wise LR decay) or ``"linear"`` (frozen backbone, eval mode).
         label_smoothing: cross-entropy label smoothing.
         class_weights: optional (C,) loss weights (inverse class frequency) for imbalanced data.
-        seed: base seed of the per-epoch reseeding (see :class:`FinetuneModule`).
+        seed: base seed of the per-epoch reseeding (see :class:`SeededTrainingModule`).
     """
 
     def __init__(

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from sonofm.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from sonofm.runs.atomic import atomic_write  # noqa: E402
 from sonofm.tasks.overlay import overlay_mask  # noqa: E402
 
@@ -79,3 +80,32 @@ def plot_segmentation_examples(examples: list[tuple[str, np.ndarray, np.ndarray,
     figure.suptitle(title)
     figure.tight_layout()
     return save_figure(figure, path)
+
+
+def plot_reconstructions(originals: torch.Tensor, corrupted: torch.Tensor, pixel_mask: torch.Tensor,
+                         reconstructions: torch.Tensor, path: str | Path, title: str) -> Path:
+    """Rows of original / encoder input (hidden blocks grey) / reconstruction, for ImageNet-normalised
+    ``(K, 3, S, S)`` tensors and a ``(K, 1, S, S)`` mask of hidden pixels."""
+    shown = corrupted * (1 - pixel_mask)  # hidden blocks at the dataset mean, drawn grey
+    rows = len(originals)
+    figure, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    for row in range(rows):
+        for column, (tensor, label) in enumerate(
+            zip((originals, shown, reconstructions), ("original", "encoder input", "reconstruction"))
+        ):
+            axes[row, column].imshow(denormalize(tensor[row]))
+            if row == 0:
+                axes[row, column].set_title(label, fontsize=9)
+    for axis in axes.flat:
+        axis.axis("off")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def denormalize(image: torch.Tensor) -> np.ndarray:
+    """ImageNet-normalised ``(3, H, W)`` -> ``uint8 (H, W, 3)`` for display."""
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    pixels = (image.float() * std + mean).clamp(0, 1) * 255
+    return pixels.round().byte().permute(1, 2, 0).numpy()

@@ -1,4 +1,4 @@
-"""What every fine-tuning task shares: the common config fields, splits, loaders, the Trainer, the base module."""
+"""What every fine-tuning task shares: the common config fields, splits, loaders, the Trainer."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from sonofm.data.records import DatasetIndex, Sample
@@ -23,7 +21,7 @@ from sonofm.data.splits import load_split, save_split, split_samples, train_frac
 from sonofm.errors import SonofmError
 from sonofm.runs.run_folder import RunFolder
 from sonofm.tasks.figures import plot_training_curves
-from sonofm.tasks.optim import OptimConfig, build_optimizer, warmup_cosine
+from sonofm.tasks.optim import OptimConfig
 from sonofm.tasks.precision import PRECISIONS, resolve_precision
 
 Echo = Callable[[str], None]
@@ -50,6 +48,8 @@ class FinetuneConfig:
     num_workers: int = 1
     accelerator: str = "auto"
     devices: str = "1"
+    strategy: str = "auto"
+    num_nodes: int = 1
     progress: bool = True
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -79,34 +79,6 @@ class FinetuneConfig:
         return dataclasses.replace(self.optim, layer_decay=0.65 if self.weights else 1.0)
 
 
-class FinetuneModule(L.LightningModule):
-    """Base Lightning module: per-epoch reseeding and AdamW + layer decay + warmup-cosine per step.
-
-    ``seed``: every epoch reseeds the global RNG (drop path, dropout) with ``seed`` and the epoch, so a resumed run
-    draws the same masks as an uninterrupted one (data order and augmentation are seeded by ``SeededEpochSampler``).
-    The wrapped ``model`` must offer ``layer_id(name)`` and ``num_layer_ids``.
-    """
-
-    def __init__(self, model: nn.Module, optim: OptimConfig, seed: int = 0):
-        super().__init__()
-        self.model = model
-        self.optim_config = optim
-        self.seed = seed
-
-    def on_train_epoch_start(self) -> None:
-        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
-
-    def configure_optimizers(self):
-        optimizer = build_optimizer(self.model, self.optim_config)
-        total = int(self.trainer.estimated_stepping_batches)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = round(self.optim_config.warmup_epochs * total / epochs)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, warmup_cosine(total, warmup, self.optim_config.min_lr_ratio)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
 def load_or_make_splits(run: RunFolder, index: DatasetIndex, config: FinetuneConfig,
                         resuming: bool) -> dict[str, list[Sample]]:
     """The run's saved splits when resuming, else new grouped splits (train cut to ``train_fraction``), saved."""
@@ -121,8 +93,8 @@ def load_or_make_splits(run: RunFolder, index: DatasetIndex, config: FinetuneCon
     return splits
 
 
-def make_loader(dataset: Dataset, config: FinetuneConfig, train: bool) -> DataLoader:
-    """Training loaders shuffle with a :class:`SeededEpochSampler` (exact resume) and drop a ragged last batch."""
+def make_loader(dataset: Dataset, config: Any, train: bool) -> DataLoader:
+    """A loader with ``config.batch_size``, ``num_workers`` and ``seed``. Training loaders shuffle with a :class:`SeededEpochSampler` (exact resume) and drop a ragged last batch."""
     size = len(dataset)
     return DataLoader(
         dataset, batch_size=config.batch_size, sampler=SeededEpochSampler(size, config.seed) if train else None,
@@ -131,8 +103,13 @@ def make_loader(dataset: Dataset, config: FinetuneConfig, train: bool) -> DataLo
     )
 
 
-def make_trainer(config: FinetuneConfig, callbacks: list[L.Callback]) -> L.Trainer:
-    """A Trainer without logger banners: checkpoints and the CSV log come from ``callbacks``."""
+def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
+    """A Trainer from a run config without logger banners: checkpoints and the CSV log come from ``callbacks``.
+
+    ``config`` carries ``epochs``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``, ``precision``,
+    ``accumulate``, ``optim.grad_clip`` and ``progress``; a ``max_steps`` attribute (pretraining), when set, bounds
+    training by optimiser steps instead of epochs.
+    """
     # Lightning's banners (hardware summary, logger tips) and a deprecation inside Lightning itself are noise here.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
@@ -141,8 +118,10 @@ def make_trainer(config: FinetuneConfig, callbacks: list[L.Callback]) -> L.Train
     if config.progress:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1)]
     devices: int | str = int(config.devices) if config.devices.isdigit() else config.devices
+    max_steps = getattr(config, "max_steps", None)
     return L.Trainer(
-        max_epochs=config.epochs, accelerator=config.accelerator, devices=devices,
+        max_epochs=-1 if max_steps else config.epochs, max_steps=max_steps or -1, accelerator=config.accelerator,
+        devices=devices, strategy=config.strategy, num_nodes=config.num_nodes,
         precision=resolve_precision(config.precision, config.accelerator),
         accumulate_grad_batches=config.accumulate, gradient_clip_val=config.optim.grad_clip or None,
         callbacks=callbacks, logger=False, enable_progress_bar=config.progress, enable_model_summary=False,

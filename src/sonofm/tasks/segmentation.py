@@ -6,13 +6,13 @@ import torch
 
 from sonofm.metrics.segmentation import SegmentationMetrics
 from sonofm.models.segmenter import Segmenter
-from sonofm.tasks.finetune_common import FinetuneModule
+from sonofm.tasks.train_module import SeededTrainingModule
 from sonofm.tasks.optim import OptimConfig
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 3, S, S), label maps int64 (B, S, S)
 
 
-class SegmentationModule(FinetuneModule):
+class SegmentationModule(SeededTrainingModule):
     """Trains a :class:`Segmenter`.
 
     Validation runs at the model's input size on resized masks (cheap, for model selection: ``val/dice``,

@@ -1,0 +1,54 @@
+"""``sonofm pretrain mim``: flags -> :class:`MimPretrainConfig` -> :func:`pretrain_mim`."""
+
+from __future__ import annotations
+
+import argparse
+
+from sonofm.cli.options import config_from_args
+
+MIM_FLAGS = {
+    "data": "data", "model": "model", "img_size": "img_size", "epochs": "epochs", "max_steps": "max_steps",
+    "batch_size": "batch_size", "accumulate": "accumulate", "seed": "seed", "precision": "precision",
+    "num_workers": "num_workers", "accelerator": "accelerator", "devices": "devices", "strategy": "strategy",
+    "num_nodes": "num_nodes", "lr": "optim.lr",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    pretrain = subparsers.add_parser("pretrain", help="self-supervised pretraining on unlabeled images")
+    methods = pretrain.add_subparsers(dest="method", required=True, metavar="METHOD")
+    mim = methods.add_parser(
+        "mim", help="USFM spatial-frequency masked image modelling",
+        description="Pretrain an encoder by rebuilding images from block-masked, band-stop-filtered views. "
+        "Rerunning the same command resumes an unfinished run.",
+    )
+    mim.add_argument("--data", required=True, nargs="+", metavar="PATH",
+                     help="folders scanned recursively for images (labels ignored, duplicates skipped)")
+    mim.add_argument("--model", help="encoder (default usfm_vit_base_patch16; see `sonofm models`)")
+    mim.add_argument("--img-size", type=int, help="square input size (default 224)")
+    bound = mim.add_mutually_exclusive_group()
+    bound.add_argument("--epochs", type=int, help="passes over the images (default 100)")
+    bound.add_argument("--max-steps", type=int, help="optimiser steps instead of epochs")
+    mim.add_argument("--batch-size", type=int, help="images per step and device (default 64)")
+    mim.add_argument("--accumulate", type=int, help="gradient accumulation steps (default 1)")
+    mim.add_argument("--seed", type=int, help="seed for masks, order, augmentation and init (default 0)")
+    mim.add_argument("--lr", type=float, help="peak learning rate (default 2e-4)")
+    mim.add_argument("--precision", choices=["auto", "bf16", "32"], help="auto: bf16 autocast where the hardware is fast")
+    mim.add_argument("--num-workers", type=int, help="data-loading worker processes per device (default 1)")
+    mim.add_argument("--accelerator", help="auto (default), cpu or gpu")
+    mim.add_argument("--devices", help="devices per machine (default 1)")
+    mim.add_argument("--strategy", help="Lightning strategy: auto (default), ddp, fsdp, ...")
+    mim.add_argument("--num-nodes", type=int, help="machines (default 1)")
+    mim.add_argument("--out", required=True, help="run folder")
+    mim.add_argument("--overwrite", action="store_true", help="replace a finished or different run in --out")
+    mim.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override any config key, e.g. --set mim.mask_ratio=0.5 --set mim.frequency=false")
+    mim.add_argument("--no-progress", action="store_true", help="no progress bars")
+    mim.set_defaults(handler=run_pretrain_mim)
+
+
+def run_pretrain_mim(args: argparse.Namespace) -> int:
+    from sonofm.tasks.pretrain_mim import MimPretrainConfig, pretrain_mim
+
+    pretrain_mim(config_from_args(MimPretrainConfig(), args, MIM_FLAGS), args.out, overwrite=args.overwrite)
+    return 0

@@ -1,0 +1,120 @@
+"""Unlabeled image pools for masked image modelling: folder scans with content de-duplication, and their dataset.
+
+A scan lists image files (by extension) under each folder, recursively, in sorted order; hidden files and folders are
+skipped. Each file's header is opened (pixels are not decoded) so that files that are not images are set aside,
+and files whose bytes equal an earlier file's are dropped. Only the hashes and the path list are kept in memory.
+A file whose header is fine but whose pixels are corrupt fails when the dataset reads it, naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from sonofm.data.image_io import IMAGE_EXTENSIONS, image_size, is_image_file, read_image
+from sonofm.data.sampling import ItemKey, item_generator
+from sonofm.data.transforms import ClassificationTransform
+from sonofm.errors import SonofmError
+
+HASH_CHUNK = 1 << 20  # bytes read at a time when hashing a file
+
+
+@dataclass
+class ImagePool:
+    """Image files unique by content, in scan order, with what the scan found and set aside."""
+
+    files: list[Path]
+    found: int  # image files found, before duplicates and unreadable files were set aside
+    duplicates: int
+    skipped: list[tuple[Path, str]]  # unreadable files and why
+    folders: int  # folders scanned (as given, sub-folders not counted)
+
+    def summary(self) -> str:
+        """One line, e.g. ``"120 images from 2 folders (3 duplicates by content skipped, 1 unreadable skipped)"``."""
+        return (
+            f"{len(self.files)} images from {self.folders} folders ({self.duplicates} duplicates by content skipped, "
+            f"{len(self.skipped)} unreadable skipped)"
+        )
+
+
+def scan_image_folders(paths: Sequence[str | Path], progress: bool = False) -> ImagePool:
+    """Scan ``paths`` (folders) recursively for images; the first of several files with equal bytes is kept.
+
+    Raises SonofmError for no paths, a path that is not a folder, or a folder holding no image files.
+    """
+    if not paths:
+        raise SonofmError("no image folders given")
+    candidates = [file for folder in paths for file in _folder_images(Path(folder))]
+    seen: set[bytes] = set()
+    pool = ImagePool(files=[], found=len(candidates), duplicates=0, skipped=[], folders=len(paths))
+    for file in tqdm(candidates, desc="scan images", unit="file", disable=not progress):
+        try:
+            image_size(file)
+        except SonofmError as error:
+            pool.skipped.append((file, str(error).removeprefix(f"cannot read image {file}: ")))
+            continue
+        digest = file_digest(file)
+        if digest in seen:
+            pool.duplicates += 1
+        else:
+            seen.add(digest)
+            pool.files.append(file)
+    return pool
+
+
+def file_digest(path: Path) -> bytes:
+    """BLAKE2b digest of the file's bytes, read in chunks."""
+    digest = hashlib.blake2b()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    """Image files under ``folder``, sorted; SonofmError if it is not a folder or holds none."""
+    if not folder.is_dir():
+        raise SonofmError(f"image folder not found (or not a folder): {folder}")
+    images = sorted(_visible_files(folder))
+    if not images:
+        raise SonofmError(f"no image files in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return images
+
+
+def _visible_files(folder: Path) -> Iterator[Path]:
+    """Image files below ``folder``, skipping hidden files and folders; symlinked folders are followed once."""
+    visited: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in visited:
+            dirs.clear()
+            continue
+        visited.add(real)
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        yield from (Path(root, name) for name in files if is_image_file(Path(name)))
+
+
+class PretrainImageDataset(Dataset):
+    """Images as ``float32 (3, S, S)``, ImageNet-normalised; random resized crop, flip and jitter when ``train``.
+
+    Keys are positions or ``(position, seed)`` from ``SeededEpochSampler``, so a resumed run augments as an
+    uninterrupted one. Files are read when an item is asked for; a corrupt one raises SonofmError naming it.
+    """
+
+    def __init__(self, files: Sequence[str | Path], img_size: int, train: bool = True) -> None:
+        self.files = [Path(file) for file in files]
+        self.transform = ClassificationTransform(img_size, train)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key: ItemKey) -> torch.Tensor:
+        position, generator = item_generator(key)
+        return self.transform(read_image(self.files[position]), generator)

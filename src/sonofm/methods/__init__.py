@@ -1,0 +1,1 @@
+"""Pre-training methods; each sub-package holds one method, readable on its own."""
