@@ -19,7 +19,6 @@ Choices where the paper is silent (see shared/research/usfm.md sections 2 and 7)
 """
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +45,7 @@ class MimConfig:
     mask_patch: int = 32
     mask_ratio: float = 0.6
     spatial: bool = True
-    fill: Literal["token", "mean", "zero"] = "token"
+    fill: str = "token"
     frequency: bool = True
     ring_base_width: int = 4
     ring_centre_protect: int = 4
