@@ -109,3 +109,18 @@ def denormalize(image: torch.Tensor) -> np.ndarray:
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     pixels = (image.float() * std + mean).clamp(0, 1) * 255
     return pixels.round().byte().permute(1, 2, 0).numpy()
+
+
+def plot_label_efficiency(summary: list[dict], metric: str, path: str | Path, title: str) -> Path:
+    """``metric`` mean ± std against the label fraction, one line per initialisation (rows from ``summarise``)."""
+    figure, axes = plt.subplots(figsize=(5.5, 4))
+    for init in dict.fromkeys(row["init"] for row in summary):
+        rows = sorted((row for row in summary if row["init"] == init), key=lambda row: row["fraction"])
+        axes.errorbar([row["fraction"] for row in rows], [row[f"{metric}_mean"] for row in rows],
+                      yerr=[row[f"{metric}_std"] for row in rows], marker="o", capsize=3, label=init)
+    axes.set_xscale("log")
+    axes.set_xlabel("fraction of training labels")
+    axes.set_ylabel(metric)
+    axes.set_title(title, fontsize=9)
+    axes.legend()
+    return save_figure(figure, path)

@@ -29,7 +29,11 @@ Echo = Callable[[str], None]
 
 @dataclass
 class FinetuneConfig:
-    """Options shared by every fine-tuning task (each task's config adds its own)."""
+    """Options shared by every fine-tuning task (each task's config adds its own).
+
+    ``seed`` seeds initialisation, data order, augmentation and the ``train_fraction`` subset; the train/val/test
+    split uses ``split_seed`` (default: ``seed``), so experiments can vary the seed on one fixed split.
+    """
 
     data: str = ""
     model: str = "usfm_vit_base_patch16"
@@ -41,6 +45,7 @@ class FinetuneConfig:
     accumulate: int = 1
     train_fraction: float = 1.0
     seed: int = 0
+    split_seed: int | None = None
     group_by: str | None = None
     split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
     precision: str = "auto"
@@ -84,7 +89,8 @@ def load_or_make_splits(run: RunFolder, index: DatasetIndex, config: FinetuneCon
     """The run's saved splits when resuming, else new grouped splits (train cut to ``train_fraction``), saved."""
     if resuming and run.split.is_file():
         return load_split(run.split, index)
-    splits = split_samples(index, ratios=config.split_ratios, seed=config.seed)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    splits = split_samples(index, ratios=config.split_ratios, seed=split_seed)
     if config.train_fraction < 1:
         splits["train"] = train_fraction(splits["train"], config.train_fraction, seed=config.seed)
     if not splits.get("train"):
