@@ -84,3 +84,16 @@ def test_dataset_names_a_corrupt_file(tmp_path):
     assert pool.files == [path]
     with pytest.raises(SonofmError, match=rf"cannot read image {path}: "):
         PretrainImageDataset(pool.files, img_size=16)[0]
+
+
+def test_mask_folders_are_not_pretraining_images(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from sonofm.data.unlabeled import scan_image_folders
+
+    for folder, value in (("images", 100), ("masks", 1), ("labels", 2)):
+        (tmp_path / "seg" / folder).mkdir(parents=True)
+        Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(tmp_path / "seg" / folder / "a.png")
+    pool = scan_image_folders([tmp_path / "seg"])
+    assert pool.files == [tmp_path / "seg" / "images" / "a.png"]

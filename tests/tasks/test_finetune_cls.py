@@ -67,20 +67,11 @@ def test_finished_run_is_not_overwritten(phantom_run, phantom_cls):
     assert (out / "model.safetensors").stat().st_mtime_ns == before
 
 
-class CrashAtEpoch(L.Callback):
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("simulated crash")
-
-
-def test_interrupted_run_resumes_exactly(phantom_cls, tmp_path):
+def test_interrupted_run_resumes_exactly(phantom_cls, tmp_path, crash_at_epoch):
     config = small_config(phantom_cls, epochs=3, train_fraction=0.5)
     finetune_classifier(config, tmp_path / "straight", echo=quiet)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        finetune_classifier(config, tmp_path / "resumed", echo=quiet, callbacks=[CrashAtEpoch(2)])
+        finetune_classifier(config, tmp_path / "resumed", echo=quiet, callbacks=[crash_at_epoch(2)])
     assert (tmp_path / "resumed/checkpoints/last.ckpt").is_file() and not (tmp_path / "resumed/metrics.json").exists()
     finetune_classifier(config, tmp_path / "resumed", echo=quiet)
     straight = load_file(tmp_path / "straight/model.safetensors")

@@ -2,7 +2,6 @@
 
 import json
 
-import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -67,24 +66,15 @@ def test_saved_model_reloads_with_its_head(phantom_run):
     assert scores.shape == (1, 3, 96, 96)
 
 
-class CrashAtEpoch(L.Callback):
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("simulated crash")
-
-
 @pytest.mark.parametrize("head", ["upernet", "segvit"])
-def test_interrupted_run_resumes_exactly(phantom_seg, tmp_path, head):
+def test_interrupted_run_resumes_exactly(phantom_seg, tmp_path, head, crash_at_epoch):
     config = SegFinetuneConfig(
         data=str(phantom_seg), model="usfm_vit_tiny_patch16", model_args={"depth": 4}, img_size=64, epochs=3,
         batch_size=16, train_fraction=0.3, head=head, num_workers=0, progress=False,
     )
     finetune_segmenter(config, tmp_path / "straight", echo=quiet)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        finetune_segmenter(config, tmp_path / "resumed", echo=quiet, callbacks=[CrashAtEpoch(2)])
+        finetune_segmenter(config, tmp_path / "resumed", echo=quiet, callbacks=[crash_at_epoch(2)])
     assert not (tmp_path / "resumed/metrics.json").exists()
     finetune_segmenter(config, tmp_path / "resumed", echo=quiet)
     straight = load_file(tmp_path / "straight/model.safetensors")

@@ -100,18 +100,11 @@ def test_pretrained_weights_fine_tune(pretrain_run, tmp_path):
     assert any("loaded" in message for message in messages)
 
 
-def test_resume_after_interruption_matches(phantom_images, tmp_path):
-    import lightning as L
-
-    class CrashAtEpoch(L.Callback):
-        def on_train_epoch_start(self, trainer, pl_module):
-            if trainer.current_epoch == 2:
-                raise RuntimeError("simulated crash")
-
+def test_resume_after_interruption_matches(phantom_images, tmp_path, crash_at_epoch):
     config = small_config(phantom_images, epochs=3, figure_every=0)
     pretrain_mim(config, tmp_path / "straight", echo=quiet)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        pretrain_mim(config, tmp_path / "resumed", echo=quiet, callbacks=[CrashAtEpoch()])
+        pretrain_mim(config, tmp_path / "resumed", echo=quiet, callbacks=[crash_at_epoch(2)])
     pretrain_mim(config, tmp_path / "resumed", echo=quiet)
     straight = load_file(tmp_path / "straight/model.safetensors")
     resumed = load_file(tmp_path / "resumed/model.safetensors")

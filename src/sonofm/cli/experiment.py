@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sonofm.cli.options import config_from_args
+from sonofm.cli.options import add_output_flags, config_from_args
 
 LABEL_EFFICIENCY_FLAGS = {
     "task": "task", "data": "data", "pretrain_data": "pretrain_data", "weights": "weights", "model": "model",
@@ -38,11 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     study.add_argument("--fractions", type=_fractions, help="label fractions (default 0.1,0.25,1.0)")
     study.add_argument("--seeds", type=int, help="seeds per fraction and init (default 3)")
     study.add_argument("--split-seed", type=int, help="seed of the one train/val/test split (default 0)")
-    study.add_argument("--out", required=True, help="experiment folder")
-    study.add_argument("--overwrite", action="store_true", help="replace a finished or different experiment")
-    study.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="any key, e.g. --set pretrain.epochs=10 --set cls.epochs=15 --set seg.head=linear")
-    study.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_flags(study, "experiment", "--set pretrain.epochs=10 --set cls.epochs=15 --set seg.head=linear")
     study.set_defaults(handler=run_label_efficiency_command)
 
 

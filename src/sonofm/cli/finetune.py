@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from sonofm.cli.options import config_from_args
+from sonofm.cli.options import HARDWARE_FLAGS, add_hardware_flags, add_output_flags, config_from_args
 
 # Flag name -> config field, for flags whose value is copied into the config when given (``--lr`` sets optim.lr).
 COMMON_FLAGS = {
     "data": "data", "model": "model", "weights": "weights", "img_size": "img_size", "epochs": "epochs",
     "batch_size": "batch_size", "accumulate": "accumulate", "train_fraction": "train_fraction", "seed": "seed",
-    "group_by": "group_by", "precision": "precision", "num_workers": "num_workers", "devices": "devices",
-    "accelerator": "accelerator", "strategy": "strategy", "num_nodes": "num_nodes", "lr": "optim.lr",
+    "group_by": "group_by", "lr": "optim.lr", **HARDWARE_FLAGS,
 }
 CLS_FLAGS = {**COMMON_FLAGS, "mode": "mode"}
 SEG_FLAGS = {**COMMON_FLAGS, "head": "head", "num_classes": "num_classes", "ignore_index": "ignore_index"}
@@ -52,17 +51,8 @@ def _add_common_flags(parser: argparse.ArgumentParser, data_help: str, default_b
     parser.add_argument("--seed", type=int, help="seed for splits, shuffling and init (default 0)")
     parser.add_argument("--group-by", help="labels.csv column that groups images (patient, video); default: auto")
     parser.add_argument("--lr", type=float, help="peak learning rate of the head (default 5e-4)")
-    parser.add_argument("--precision", choices=["auto", "bf16", "32"], help="auto: bf16 autocast where the hardware is fast")
-    parser.add_argument("--num-workers", type=int, help="data-loading worker processes (default 1)")
-    parser.add_argument("--accelerator", help="auto (default), cpu or gpu")
-    parser.add_argument("--devices", help="number of devices (default 1)")
-    parser.add_argument("--strategy", help="Lightning strategy: auto (default), ddp, fsdp, ...")
-    parser.add_argument("--num-nodes", type=int, help="machines for multi-node training (default 1)")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished or different run in --out")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any config key, e.g. --set optim.layer_decay=0.75 (repeatable)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_hardware_flags(parser)
+    add_output_flags(parser, "run", "--set optim.layer_decay=0.75")
 
 
 def run_finetune_cls(args: argparse.Namespace) -> int:

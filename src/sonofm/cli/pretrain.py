@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from sonofm.cli.options import config_from_args
+from sonofm.cli.options import HARDWARE_FLAGS, add_hardware_flags, add_output_flags, config_from_args
 
 MIM_FLAGS = {
     "data": "data", "model": "model", "img_size": "img_size", "epochs": "epochs", "max_steps": "max_steps",
-    "batch_size": "batch_size", "accumulate": "accumulate", "seed": "seed", "precision": "precision",
-    "num_workers": "num_workers", "accelerator": "accelerator", "devices": "devices", "strategy": "strategy",
-    "num_nodes": "num_nodes", "lr": "optim.lr",
+    "batch_size": "batch_size", "accumulate": "accumulate", "seed": "seed", "lr": "optim.lr", **HARDWARE_FLAGS,
 }
 
 
@@ -33,17 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mim.add_argument("--accumulate", type=int, help="gradient accumulation steps (default 1)")
     mim.add_argument("--seed", type=int, help="seed for masks, order, augmentation and init (default 0)")
     mim.add_argument("--lr", type=float, help="peak learning rate (default 2e-4)")
-    mim.add_argument("--precision", choices=["auto", "bf16", "32"], help="auto: bf16 autocast where the hardware is fast")
-    mim.add_argument("--num-workers", type=int, help="data-loading worker processes per device (default 1)")
-    mim.add_argument("--accelerator", help="auto (default), cpu or gpu")
-    mim.add_argument("--devices", help="devices per machine (default 1)")
-    mim.add_argument("--strategy", help="Lightning strategy: auto (default), ddp, fsdp, ...")
-    mim.add_argument("--num-nodes", type=int, help="machines (default 1)")
-    mim.add_argument("--out", required=True, help="run folder")
-    mim.add_argument("--overwrite", action="store_true", help="replace a finished or different run in --out")
-    mim.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override any config key, e.g. --set mim.mask_ratio=0.5 --set mim.frequency=false")
-    mim.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_hardware_flags(mim)
+    add_output_flags(mim, "run", "--set mim.mask_ratio=0.5 --set mim.frequency=false")
     mim.set_defaults(handler=run_pretrain_mim)
 
 

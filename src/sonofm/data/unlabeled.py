@@ -1,7 +1,7 @@
 """Unlabeled image pools for masked image modelling: folder scans with content de-duplication, and their dataset.
 
 A scan lists image files (by extension) under each folder, recursively, in sorted order; hidden files and folders are
-skipped. Each file's header is opened (pixels are not decoded) so that files that are not images are set aside,
+skipped, and so are segmentation mask folders (:data:`MASK_FOLDER_NAMES`), so a labelled dataset can be pooled whole. Each file's header is opened (pixels are not decoded) so that files that are not images are set aside,
 and files whose bytes equal an earlier file's are dropped. Only the hashes and the path list are kept in memory.
 A file whose header is fine but whose pixels are corrupt fails when the dataset reads it, naming the file.
 """
@@ -24,6 +24,7 @@ from sonofm.data.transforms import ClassificationTransform
 from sonofm.errors import SonofmError
 
 HASH_CHUNK = 1 << 20  # bytes read at a time when hashing a file
+MASK_FOLDER_NAMES = frozenset({"mask", "masks", "label", "labels", "annotations", "ground_truth", "gt"})
 
 
 @dataclass
@@ -89,7 +90,7 @@ def _folder_images(folder: Path) -> list[Path]:
 
 
 def _visible_files(folder: Path) -> Iterator[Path]:
-    """Image files below ``folder``, skipping hidden files and folders; symlinked folders are followed once."""
+    """Image files below ``folder``, skipping hidden files, hidden and mask folders; symlinked folders followed once."""
     visited: set[str] = set()
     for root, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -97,7 +98,7 @@ def _visible_files(folder: Path) -> Iterator[Path]:
             dirs.clear()
             continue
         visited.add(real)
-        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        dirs[:] = [name for name in dirs if not name.startswith(".") and name.lower() not in MASK_FOLDER_NAMES]
         yield from (Path(root, name) for name in files if is_image_file(Path(name)))
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from sonofm.models.layer_ids import LayersAboveBackbone
 
 
-class ImageClassifier(nn.Module):
+class ImageClassifier(LayersAboveBackbone, nn.Module):
     """``backbone.forward_tokens`` -> mean of patch tokens (prefix tokens excluded) -> ``fc_norm`` -> ``head``.
 
     Parameter names are ``backbone.*``, ``fc_norm.*`` and ``head.*``, so a saved classifier also loads as a backbone
@@ -33,13 +34,3 @@ class ImageClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> class logits (B, num_classes)."""
         return self.head(self.head_drop(self.forward_features(images)))
-
-    def layer_id(self, param_name: str) -> int:
-        """Layer index for layer-wise LR decay; the head sits above the backbone's last layer."""
-        if param_name.startswith("backbone."):
-            return self.backbone.layer_id(param_name.removeprefix("backbone."))
-        return self.backbone.num_layer_ids
-
-    @property
-    def num_layer_ids(self) -> int:
-        return self.backbone.num_layer_ids + 1

@@ -29,6 +29,7 @@ from sonofm.models.heads.linear import ProgressiveUpsamplingHead
 from sonofm.models.heads.unet import UNetDecoder
 from sonofm.models.heads.upernet import FcnAuxHead, UperNetHead, resize
 from sonofm.models.heads.vit_neck import VIT_STRIDE, ViTPyramidNeck, vit_feature_indices
+from sonofm.models.layer_ids import LayersAboveBackbone
 
 SEG_HEADS = ("upernet", "segvit", "linear", "unet")
 # Per head on a ViT: how many blocks to tap and the strides the neck makes of them (None: no neck).
@@ -41,7 +42,7 @@ ATM_HEAD_WIDTH = 32
 ATM_LOSS_ARGS = ("class_weight", "focal_weight", "dice_weight", "no_object_weight")
 
 
-class Segmenter(nn.Module):
+class Segmenter(LayersAboveBackbone, nn.Module):
     """Images ``(B, 3, H, W)`` -> raw head outputs; ``loss`` against label maps, ``class_scores`` for predictions.
 
     ``head`` is one of ``SEG_HEADS``. Outputs: ``{"logits": (B, K, H/4, W/4)}`` for the cross-entropy heads
@@ -151,16 +152,6 @@ class Segmenter(nn.Module):
     def predict(self, images: Tensor) -> Tensor:
         """Images ``(B, 3, H, W)`` -> class scores ``(B, K, H, W)``."""
         return self.class_scores(self(images), images.shape[-2:])
-
-    def layer_id(self, param_name: str) -> int:
-        """Layer index for layer-wise LR decay; neck and heads sit above the backbone's last layer."""
-        if param_name.startswith("backbone."):
-            return self.backbone.layer_id(param_name.removeprefix("backbone."))
-        return self.backbone.num_layer_ids
-
-    @property
-    def num_layer_ids(self) -> int:
-        return self.backbone.num_layer_ids + 1
 
 
 def _build_head(

@@ -33,6 +33,7 @@ from sonofm.methods.mim.masking import (
     random_block_mask,
     ring_edges,
 )
+from sonofm.models.layer_ids import LayersAboveBackbone
 from sonofm.models.vit_helpers import tokens_to_map
 
 FILLS = ("token", "mean", "zero")
@@ -110,7 +111,7 @@ class PixelShuffleDecoder(nn.Module):
         return self.shuffle(self.proj(features))
 
 
-class MaskedImageModel(nn.Module):
+class MaskedImageModel(LayersAboveBackbone, nn.Module):
     """Encoder + ``PixelShuffleDecoder`` trained to rebuild images from their spatially and spectrally masked view.
 
     ``encoder``: a ViT backbone with ``forward_tokens``, ``norm``, ``num_prefix_tokens``, ``grid_size``,
@@ -118,6 +119,8 @@ class MaskedImageModel(nn.Module):
     also needs its ``mask_token`` and ``forward_tokens(x, mask)``). Parameter names are ``encoder.*`` and
     ``decoder.*``, so the saved encoder loads as a backbone once ``encoder.`` is stripped.
     """
+
+    backbone_attribute = "encoder"
 
     def __init__(self, encoder: nn.Module, config: MimConfig | None = None) -> None:
         super().__init__()
@@ -174,13 +177,3 @@ class MaskedImageModel(nn.Module):
             tokens = self.encoder.forward_tokens(corrupted, mask=token_mask)
         patches = self.encoder.norm(tokens)[:, self.encoder.num_prefix_tokens :]
         return self.decoder(tokens_to_map(patches, self.encoder.grid_size))
-
-    def layer_id(self, param_name: str) -> int:
-        """Layer index for layer-wise LR decay: the encoder's own ids, the decoder above its last layer."""
-        if param_name.startswith("encoder."):
-            return self.encoder.layer_id(param_name.removeprefix("encoder."))
-        return self.encoder.num_layer_ids
-
-    @property
-    def num_layer_ids(self) -> int:
-        return self.encoder.num_layer_ids + 1
