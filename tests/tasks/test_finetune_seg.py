@@ -56,6 +56,16 @@ def test_run_folder_contract(phantom_run):
     assert not list(out.glob("**/*.tmp"))
 
 
+def test_resnet18_with_unet_decoder_learns_phantom_masks(phantom_seg, tmp_path):
+    config = SegFinetuneConfig(
+        data=str(phantom_seg), model="resnet18", img_size=64, epochs=8, batch_size=16, head="unet", num_workers=0,
+        progress=False,
+    )
+    config.optim.lr = 2e-3
+    metrics = finetune_segmenter(config, tmp_path / "unet", echo=quiet)
+    assert metrics["test/dice/class_1"] >= 0.6, metrics
+
+
 def test_saved_model_reloads_with_its_head(phantom_run):
     out, _ = phantom_run
     loaded = load_run_model(out)

@@ -75,3 +75,5 @@ def test_tiny_vit_beats_trivial_masks(subsets, tmp_path, dataset, head):
         groups.setdefault(row["split"], set()).add(row["group"])
     assert not groups["train"] & (groups["val"] | groups["test"])
     assert np.isfinite(metrics["test/dice"])
+    if dataset == "HC18":  # labels.csv has pixel_size_mm_resized (0.15-1.23 mm per pixel): HD95 also in mm
+        assert 0.15 * metrics["test/hd95"] <= metrics["test/hd95_mm"] <= 1.23 * metrics["test/hd95"]

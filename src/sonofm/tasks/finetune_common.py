@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset
 
 from sonofm.data.records import DatasetIndex, Sample
@@ -125,14 +126,18 @@ def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1)]
     devices: int | str = int(config.devices) if config.devices.isdigit() else config.devices
     max_steps = getattr(config, "max_steps", None)
-    return L.Trainer(
-        max_epochs=-1 if max_steps else config.epochs, max_steps=max_steps or -1, accelerator=config.accelerator,
-        devices=devices, strategy=config.strategy, num_nodes=config.num_nodes,
-        precision=resolve_precision(config.precision, config.accelerator),
-        accumulate_grad_batches=config.accumulate, gradient_clip_val=config.optim.grad_clip or None,
-        callbacks=callbacks, logger=False, enable_progress_bar=config.progress, enable_model_summary=False,
-        num_sanity_val_steps=0, log_every_n_steps=1,
-    )
+    try:
+        return L.Trainer(
+            max_epochs=-1 if max_steps else config.epochs, max_steps=max_steps or -1,
+            accelerator=config.accelerator, devices=devices, strategy=config.strategy, num_nodes=config.num_nodes,
+            precision=resolve_precision(config.precision, config.accelerator),
+            accumulate_grad_batches=config.accumulate, gradient_clip_val=config.optim.grad_clip or None,
+            callbacks=callbacks, logger=False, enable_progress_bar=config.progress, enable_model_summary=False,
+            num_sanity_val_steps=0, log_every_n_steps=1,
+        )
+    except (ValueError, MisconfigurationException, RuntimeError) as error:  # Lightning's words for bad hardware flags
+        raise SonofmError(f"cannot set up training with accelerator={config.accelerator}, devices={config.devices}, "
+                          f"strategy={config.strategy}: {str(error).splitlines()[0]}") from None
 
 
 def describe_start(index: DatasetIndex, splits: dict[str, list[Sample]], run: RunFolder, resuming: bool) -> str:
