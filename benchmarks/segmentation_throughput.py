@@ -17,21 +17,32 @@ import json
 import os
 import statistics
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_common sits beside this script
 from bench_common import (  # noqa: E402
-    MIB,
     PRECISIONS,
-    gemm_flops_per_s,
+    TrainMeasurement,
+    add_machine_flags,
+    add_worker_flag,
+    autocast,
+    check_warmup,
+    cuda_peak_bytes,
+    default_gemm_size,
+    figure_line,
+    measure_in_subprocess,
     peak_rss_bytes,
-    run_worker,
-    settings_flags,
+    reset_cuda_peak,
+    speedup_line,
+    start_worker,
     synchronize,
+    time_calls,
+    time_training_steps,
+    training_figure_lines,
+    usage_lines,
 )
 
 NUM_CLASSES = 2
@@ -71,18 +82,6 @@ class Settings:
 
 
 @dataclass
-class TrainMeasurement:
-    """Raw training results of one image size and precision, measured in one process."""
-
-    step_times_s: list[float]
-    cpu_share: float
-    flops_per_step: int
-    gemm_flops_per_s: float
-    peak_rss_bytes: int
-    cuda_max_allocated_bytes: int | None
-
-
-@dataclass
 class InferMeasurement:
     """Raw single-image inference results of one image size and precision, measured in one process."""
 
@@ -100,22 +99,11 @@ def build_model(settings: Settings, img_size: int, device: torch.device) -> torc
     return Segmenter(backbone, NUM_CLASSES, head=settings.head).to(device)
 
 
-def autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
-def measure_training(settings: Settings, precision: str) -> TrainMeasurement:
-    """GEMM rate, FLOPs per step (first warmup step) and timed training steps for one size and precision."""
+def training_step(settings: Settings, precision: str, device: torch.device) -> Callable[[], None]:
+    """Build the segmenter and its AdamW on ``device``; one training step on a fixed random batch with random masks."""
     from sonofm.tasks.optim import OptimConfig, build_optimizer
 
     img_size, batch_size = settings.single_size()
-    torch.set_num_threads(settings.threads)
-    torch.manual_seed(0)
-    device = torch.device(settings.device)
-    gemm_rate = gemm_flops_per_s(settings.gemm_size, PRECISIONS[precision], device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
     model = build_model(settings, img_size, device)
     model.train()
     optimizer = build_optimizer(model, OptimConfig(layer_decay=0.65))  # as when fine-tuning pretrained weights
@@ -129,33 +117,19 @@ def measure_training(settings: Settings, precision: str) -> TrainMeasurement:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    with FlopCounterMode(display=False) as counter:
-        train_step()
-    for _ in range(settings.warmup - 1):
-        train_step()
-    synchronize(device)
+    return train_step
 
-    step_times = []
-    cpu_start = time.process_time()
-    for _ in range(settings.steps):
-        start = time.perf_counter()
-        train_step()
-        synchronize(device)
-        step_times.append(time.perf_counter() - start)
-    cpu_share = (time.process_time() - cpu_start) / (sum(step_times) * settings.threads)
 
-    cuda_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return TrainMeasurement(step_times, cpu_share, counter.get_total_flops(), gemm_rate, peak_rss_bytes(), cuda_peak)
+def measure_training(settings: Settings, precision: str) -> TrainMeasurement:
+    """GEMM rate, FLOPs per step (first warmup step) and timed training steps for one size and precision."""
+    return time_training_steps(settings, precision, training_step)
 
 
 def measure_inference(settings: Settings, precision: str) -> InferMeasurement:
     """Latency of ``model.predict`` on one image (eval mode, inference mode) for one size and precision."""
     img_size, _ = settings.single_size()
-    torch.set_num_threads(settings.threads)
-    torch.manual_seed(0)
-    device = torch.device(settings.device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    device = start_worker(settings)
+    reset_cuda_peak(device)
 
     model = build_model(settings, img_size, device)
     model.eval()
@@ -165,35 +139,15 @@ def measure_inference(settings: Settings, precision: str) -> InferMeasurement:
         with autocast(device, precision):
             model.predict(image)
 
-    latencies = []
     with torch.inference_mode():
         for _ in range(settings.warmup):
             predict()
         synchronize(device)
-        cpu_start = time.process_time()
-        for _ in range(settings.repeats):
-            start = time.perf_counter()
-            predict()
-            synchronize(device)
-            latencies.append(time.perf_counter() - start)
-    cpu_share = (time.process_time() - cpu_start) / (sum(latencies) * settings.threads)
-
-    cuda_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return InferMeasurement(latencies, cpu_share, peak_rss_bytes(), cuda_peak)
+        latencies, cpu_share = time_calls(predict, device, settings.repeats, settings.threads)
+    return InferMeasurement(latencies, cpu_share, peak_rss_bytes(), cuda_peak_bytes(device))
 
 
 MEASURE = {"train": (measure_training, TrainMeasurement), "infer": (measure_inference, InferMeasurement)}
-
-
-def worker_args(settings: Settings, phase: str, precision: str) -> list[str]:
-    """The flags that make this script measure ``phase`` in ``precision`` under ``settings`` and print JSON."""
-    return ["--worker", f"{phase}-{precision}", *settings_flags(settings)]
-
-
-def measure_in_subprocess(settings: Settings, phase: str, precision: str) -> TrainMeasurement | InferMeasurement:
-    """Run ``measure_training`` or ``measure_inference`` in a fresh interpreter, so its peak memory is its own."""
-    measurement_type = MEASURE[phase][1]
-    return measurement_type(**run_worker(os.path.abspath(__file__), worker_args(settings, phase, precision)))
 
 
 def figure_lines(
@@ -202,37 +156,12 @@ def figure_lines(
     """One JSON-ready dict per figure of one image size: training figures per precision, inference figures per
     precision, then the bf16/fp32 ratios; all from the same run."""
     img_size, batch_size = settings.single_size()
-    def line(batch: int, precision: str, metric: str, value: float, unit: str, **extra) -> dict:
-        """One figure; ``batch`` is the training batch size, or 1 for inference."""
-        return {"benchmark": "segmentation_throughput", "model": settings.model, "head": settings.head,
-                "img_size": img_size, "batch_size": batch, "device": settings.device, "threads": settings.threads,
-                "precision": precision, "metric": metric, "value": value, "unit": unit, **extra}
+    train_common = {"benchmark": "segmentation_throughput", "model": settings.model, "head": settings.head,
+                    "img_size": img_size, "batch_size": batch_size, "device": settings.device,
+                    "threads": settings.threads}
+    infer_common = {**train_common, "batch_size": 1}  # inference lines: a single image
 
-    lines = []
-    images_per_s = {}
-    for precision, m in train.items():
-        mean_step = sum(m.step_times_s) / len(m.step_times_s)
-        images_per_s[precision] = batch_size / mean_step
-        model_rate = m.flops_per_step / mean_step
-        step_spread = {"steps": len(m.step_times_s), "min": round(min(m.step_times_s), 4),
-                       "max": round(max(m.step_times_s), 4)}
-        lines += [
-            line(batch_size, precision, "images_per_s", round(images_per_s[precision], 3), "img/s"),
-            line(batch_size, precision, "step_time_s", round(mean_step, 4), "s", **step_spread),
-            line(batch_size, precision, "flops_per_step", m.flops_per_step, "FLOP"),
-            line(batch_size, precision, "model_flops_per_s", round(model_rate / 1e9, 2), "GFLOP/s"),
-            line(batch_size, precision, "gemm_flops_per_s", round(m.gemm_flops_per_s / 1e9, 2), "GFLOP/s",
-                 gemm_size=settings.gemm_size),
-            line(batch_size, precision, "matmul_efficiency", round(model_rate / m.gemm_flops_per_s, 3), "ratio",
-                 baseline=f"gemm_{precision}_{settings.gemm_size}"),
-            line(batch_size, precision, "peak_rss", round(m.peak_rss_bytes / MIB, 1), "MiB"),
-        ]
-        if settings.device == "cpu":
-            lines.append(line(batch_size, precision, "cpu_share", round(m.cpu_share, 3), "ratio"))
-        if m.cuda_max_allocated_bytes is not None:
-            cuda_peak = round(m.cuda_max_allocated_bytes / MIB, 1)
-            lines.append(line(batch_size, precision, "cuda_max_memory_allocated", cuda_peak, "MiB"))
-
+    lines = training_figure_lines(train_common, train, batch_size, settings.gemm_size, settings.device)
     latency_ms = {}
     for precision, m in infer.items():
         latency_ms[precision] = 1e3 * sum(m.latencies_s) / len(m.latencies_s)
@@ -240,23 +169,19 @@ def figure_lines(
                   "max": round(1e3 * max(m.latencies_s), 3)}
         median_ms = 1e3 * statistics.median(m.latencies_s)
         lines += [
-            line(1, precision, "infer_latency_ms", round(latency_ms[precision], 3), "ms", **spread),
-            line(1, precision, "infer_latency_median_ms", round(median_ms, 3), "ms", repeats=len(m.latencies_s)),
-            line(1, precision, "infer_peak_rss", round(m.peak_rss_bytes / MIB, 1), "MiB"),
+            figure_line(infer_common, precision, "infer_latency_ms", round(latency_ms[precision], 3), "ms", **spread),
+            figure_line(infer_common, precision, "infer_latency_median_ms", round(median_ms, 3), "ms",
+                        repeats=len(m.latencies_s)),
+            *usage_lines(infer_common, precision, m, settings.device, prefix="infer_"),
         ]
-        if settings.device == "cpu":
-            lines.append(line(1, precision, "infer_cpu_share", round(m.cpu_share, 3), "ratio"))
-        if m.cuda_max_allocated_bytes is not None:
-            cuda_peak = round(m.cuda_max_allocated_bytes / MIB, 1)
-            lines.append(line(1, precision, "infer_cuda_max_memory_allocated", cuda_peak, "MiB"))
 
-    speedup = images_per_s["bf16"] / images_per_s["fp32"]
-    lines.append(line(batch_size, "bf16", "bf16_speedup_vs_fp32", round(speedup, 3), "x",
-                      baseline="fp32 images_per_s"))
     infer_speedup = latency_ms["fp32"] / latency_ms["bf16"]
-    lines.append(line(1, "bf16", "bf16_infer_speedup_vs_fp32", round(infer_speedup, 3), "x",
-                      baseline="fp32 infer_latency_ms"))
-    return lines
+    return [
+        *lines,
+        speedup_line(train_common, train, batch_size),
+        figure_line(infer_common, "bf16", "bf16_infer_speedup_vs_fp32", round(infer_speedup, 3), "x",
+                    baseline="fp32 infer_latency_ms"),
+    ]
 
 
 def default_batch_size(img_size: int, device: str) -> int:
@@ -290,11 +215,8 @@ def parse_settings(argv: list[str] | None = None) -> tuple[Settings, tuple[str, 
                         help="untimed training steps and untimed inferences; default 1 on CPU, 3 on CUDA "
                              "(>= 1; the first training step also counts FLOPs)")
     parser.add_argument("--repeats", type=int, help="timed single-image inferences; default 5 on CPU, 50 on CUDA")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="default: all cores")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--gemm-size", type=int, help="side of the reference GEMM; default 4096 on CPU, 8192 on CUDA")
-    jobs = [f"{phase}-{precision}" for phase in PHASES for precision in PRECISIONS]
-    parser.add_argument("--worker", choices=jobs, help=argparse.SUPPRESS)
+    add_machine_flags(parser)
+    add_worker_flag(parser, [f"{phase}-{precision}" for phase in PHASES for precision in PRECISIONS])
     args = parser.parse_args(argv)
     on_cpu = args.device == "cpu"
     batch_sizes = args.batch_sizes or tuple(default_batch_size(size, args.device) for size in args.img_sizes)
@@ -306,8 +228,7 @@ def parse_settings(argv: list[str] | None = None) -> tuple[Settings, tuple[str, 
     if min(batch_sizes) < MIN_TRAIN_BATCH:
         parser.error(f"training batch sizes must be at least {MIN_TRAIN_BATCH} (BatchNorm in the heads)")
     warmup = args.warmup if args.warmup is not None else (1 if on_cpu else 3)
-    if warmup < 1:
-        parser.error("--warmup must be at least 1: the first warmup step counts FLOPs")
+    check_warmup(parser, warmup)
     settings = Settings(
         model=args.model,
         head=args.head,
@@ -318,7 +239,7 @@ def parse_settings(argv: list[str] | None = None) -> tuple[Settings, tuple[str, 
         repeats=args.repeats or (5 if on_cpu else 50),
         threads=args.threads,
         device=args.device,
-        gemm_size=args.gemm_size or (4096 if on_cpu else 8192),
+        gemm_size=args.gemm_size or default_gemm_size(args.device),
     )
     worker = tuple(args.worker.split("-")) if args.worker else None
     return settings, worker
@@ -336,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         for phase in PHASES:
             for precision in PRECISIONS:
                 print(f"# {phase} {precision} at {one_size.img_sizes[0]} px", file=sys.stderr, flush=True)
-                results[phase, precision] = measure_in_subprocess(one_size, phase, precision)
+                job = f"{phase}-{precision}"
+                results[phase, precision] = measure_in_subprocess(__file__, job, one_size, MEASURE[phase][1])
         train = {precision: results["train", precision] for precision in PRECISIONS}
         infer = {precision: results["infer", precision] for precision in PRECISIONS}
         for line in figure_lines(one_size, train, infer):

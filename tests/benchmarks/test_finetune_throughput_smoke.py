@@ -1,32 +1,13 @@
 """Smoke test of benchmarks/finetune_throughput.py with a tiny ViT: every figure comes out, finite and positive."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
-import torch
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "finetune_throughput.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("finetune_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-
-
-@pytest.fixture
-def keep_thread_count():
-    """``measure`` sets torch's thread count for the whole process; put it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+def bench(load_benchmark):
+    return load_benchmark("finetune_throughput")
 
 
 def tiny_settings(bench):
@@ -39,9 +20,9 @@ def tiny_settings(bench):
     return settings
 
 
-def test_worker_args_round_trip(bench):
+def test_worker_args_round_trip(bench, bench_common):
     settings = tiny_settings(bench)
-    assert bench.parse_settings(bench.worker_args(settings, "bf16")) == (settings, "bf16")
+    assert bench.parse_settings(bench_common.worker_args("bf16", settings)) == (settings, "bf16")
 
 
 def test_tiny_run_reports_every_figure(bench, keep_thread_count):

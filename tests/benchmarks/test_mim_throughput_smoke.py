@@ -1,35 +1,18 @@
 """Smoke test of benchmarks/mim_throughput.py with a tiny ViT at 32 px: every figure comes out, finite and positive."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "mim_throughput.py"
 PER_PRECISION = {"images_per_s", "step_time_s", "flops_per_step", "model_flops_per_s", "gemm_flops_per_s",
                  "matmul_efficiency", "peak_rss", "cpu_share"}
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("mim_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-
-
-@pytest.fixture
-def keep_thread_count():
-    """``measure`` sets torch's thread count for the whole process; put it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+def bench(load_benchmark):
+    return load_benchmark("mim_throughput")
 
 
 def tiny_settings(bench, *extra):
@@ -59,9 +42,9 @@ def test_bad_settings_are_refused(bench, flags):
 
 
 @pytest.mark.parametrize("branch", [[], ["--no-spatial"], ["--no-frequency"]])
-def test_worker_args_round_trip(bench, branch):
+def test_worker_args_round_trip(bench, bench_common, branch):
     settings = tiny_settings(bench, *branch)
-    assert bench.parse_settings(bench.worker_args(settings, "bf16")) == (settings, "bf16")
+    assert bench.parse_settings(bench_common.worker_args("bf16", settings)) == (settings, "bf16")
 
 
 def test_the_model_is_built_as_pretraining_builds_it(bench):
@@ -70,10 +53,10 @@ def test_the_model_is_built_as_pretraining_builds_it(bench):
     assert all(group["lr"] == optimizer.defaults["lr"] for group in optimizer.param_groups)  # no layer decay
 
 
-def test_worker_prints_one_measurement(bench, keep_thread_count, capsys):
+def test_worker_prints_one_measurement(bench, bench_common, keep_thread_count, capsys):
     settings = tiny_settings(bench, "--no-frequency")
-    bench.main(bench.worker_args(settings, "fp32"))
-    measurement = bench.Measurement(**json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    bench.main(bench_common.worker_args("fp32", settings))
+    measurement = bench_common.TrainMeasurement(**json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
     assert len(measurement.step_times_s) == 1 and measurement.flops_per_step > 0
 
 

@@ -1,33 +1,14 @@
 """Smoke test of benchmarks/segmentation_throughput.py with a tiny ViT + UPerNet: every figure comes out, finite and
 positive, at two image sizes."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
-import torch
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "segmentation_throughput.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("segmentation_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
-
-
-@pytest.fixture
-def keep_thread_count():
-    """The measurements set torch's thread count for the whole process; put it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+def bench(load_benchmark):
+    return load_benchmark("segmentation_throughput")
 
 
 def tiny_settings(bench):
@@ -52,11 +33,11 @@ def test_settings(bench):
     assert (defaults.steps, defaults.warmup, defaults.repeats) == (3, 1, 5)
 
 
-def test_worker_args_round_trip(bench):
+def test_worker_args_round_trip(bench, bench_common):
     settings = tiny_settings(bench)
-    assert bench.parse_settings(bench.worker_args(settings, "infer", "bf16")) == (settings, ("infer", "bf16"))
+    assert bench.parse_settings(bench_common.worker_args("infer-bf16", settings)) == (settings, ("infer", "bf16"))
     one_size = settings.at(0)
-    assert bench.parse_settings(bench.worker_args(one_size, "train", "fp32")) == (one_size, ("train", "fp32"))
+    assert bench.parse_settings(bench_common.worker_args("train-fp32", one_size)) == (one_size, ("train", "fp32"))
 
 
 def test_tiny_run_reports_every_figure(bench, keep_thread_count):

@@ -52,8 +52,11 @@ def test_output_and_score_shapes(backbone, img_size, head):
     else:
         assert outputs["logits"].shape == (2, 3, quarter, quarter)
         assert torch.allclose(scores.sum(dim=1), torch.ones(2, img_size, img_size), atol=1e-5)
-    if head == "upernet":
-        assert outputs["aux_logits"].shape == (2, 3, img_size // 16, img_size // 16)
+    if head == "upernet":  # the auxiliary head runs in training mode only
+        assert "aux_logits" not in outputs
+        with torch.no_grad():
+            training_outputs = model.train()(images)
+        assert training_outputs["aux_logits"].shape == (2, 3, img_size // 16, img_size // 16)
     assert scores.shape == (2, 3, img_size, img_size)
     assert small.shape == (2, 3, 10, 12)
 
@@ -128,7 +131,7 @@ def test_loss_falls_when_overfitting_two_images(backbone, head):
 
 
 def test_cross_entropy_terms_and_aux_weight():
-    model = build(VIT, "upernet", aux_weight=0.25, **SMALL_HEADS["upernet"]).eval()
+    model = build(VIT, "upernet", aux_weight=0.25, **SMALL_HEADS["upernet"]).train()  # the aux head runs in training
     with torch.no_grad():
         terms = model.loss(model(torch.randn(2, 3, 64, 64)), square_masks())
     assert set(terms) == {"loss", "ce", "aux_ce"}
@@ -137,7 +140,7 @@ def test_cross_entropy_terms_and_aux_weight():
 
 @pytest.mark.parametrize("head", VIT_HEADS)
 def test_predictions_under_ignored_pixels_do_not_change_the_loss(head):
-    model = build(VIT, head, **SMALL_HEADS[head]).eval()
+    model = build(VIT, head, **SMALL_HEADS[head]).train()  # training mode: upernet's aux logits are checked too
     masks = square_masks()
     masks[:, :, :32] = 255  # left half ignored
     with torch.no_grad():

@@ -46,8 +46,8 @@ class Segmenter(LayersAboveBackbone, nn.Module):
     """Images ``(B, 3, H, W)`` -> raw head outputs; ``loss`` against label maps, ``class_scores`` for predictions.
 
     ``head`` is one of ``SEG_HEADS``. Outputs: ``{"logits": (B, K, H/4, W/4)}`` for the cross-entropy heads
-    (upernet adds ``"aux_logits"`` at stride 16), or ``ATMHead``'s ``{"mask_logits", "class_logits", "aux"}``
-    for segvit. Parameters are ``backbone.*``, ``neck.*`` (ViT with upernet or segvit), ``head.*`` and
+    (upernet adds ``"aux_logits"`` at stride 16 in training mode), or ``ATMHead``'s ``{"mask_logits",
+    "class_logits", "aux"}`` for segvit. Parameters are ``backbone.*``, ``neck.*`` (ViT with upernet or segvit), ``head.*`` and
     ``aux_head.*`` (upernet). ``head_args`` go to the head's constructor, except that segvit passes
     ``class_weight``, ``focal_weight``, ``dice_weight`` and ``no_object_weight`` to ``ATMLoss``.
 
@@ -116,7 +116,7 @@ class Segmenter(LayersAboveBackbone, nn.Module):
         if self.head_name == "segvit":
             return self.head(features)
         outputs = {"logits": self.head(features[0] if self.head_name == "linear" else features)}
-        if self.aux_head is not None:
+        if self.aux_head is not None and self.training:  # the auxiliary head only feeds the training loss
             outputs["aux_logits"] = self.aux_head(features[UPERNET_AUX_LEVEL])
         return outputs
 
