@@ -45,6 +45,7 @@ class UsageMeasurement(Protocol):
 
 S = TypeVar("S", bound=RunSettings)
 M = TypeVar("M")
+Loss = Callable[[], torch.Tensor]  # the loss of a fixed batch, computed afresh at each call
 
 
 # Flags and settings
@@ -229,18 +230,34 @@ class TrainMeasurement:
     cuda_max_allocated_bytes: int | None
 
 
+def training_step(
+    loss: Loss, optimizer: torch.optim.Optimizer, device: torch.device, precision: str
+) -> Callable[[], None]:
+    """One training step: ``loss()`` under ``precision``'s autocast, backward, optimiser step, gradients cleared."""
+
+    def step() -> None:
+        with autocast(device, precision):
+            value = loss()
+        value.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
 def time_training_steps(
-    settings: S, precision: str, build_step: Callable[[S, str, torch.device], Callable[[], None]]
+    settings: S, precision: str, build: Callable[[S, torch.device], tuple[Loss, torch.optim.Optimizer]]
 ) -> TrainMeasurement:
     """GEMM rate, FLOPs per step (first warmup step) and timed training steps for one precision, in this process.
 
-    ``build_step(settings, precision, device)`` builds the model and its optimiser and returns one training step; it
-    runs after the GEMM, whose buffers are freed by then, so the memory peaks are the model's.
+    ``build(settings, device)`` builds the model, its batch and its optimiser and returns the loss of that batch (a
+    function) and the optimiser; it runs after the GEMM, whose buffers are freed by then, so the memory peaks are the
+    model's.
     """
     device = start_worker(settings)
     gemm_rate = gemm_flops_per_s(settings.gemm_size, PRECISIONS[precision], device)
     reset_cuda_peak(device)
-    train_step = build_step(settings, precision, device)
+    train_step = training_step(*build(settings, device), device, precision)
     with FlopCounterMode(display=False) as counter:
         train_step()
     for _ in range(settings.warmup - 1):

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
 
 import torch
@@ -23,11 +22,11 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_common sits beside this script
 from bench_common import (  # noqa: E402
     PRECISIONS,
+    Loss,
     TrainingSettings,
     TrainMeasurement,
     add_training_flags,
     add_worker_flag,
-    autocast,
     measure_in_subprocess,
     speedup_line,
     time_training_steps,
@@ -38,8 +37,8 @@ NUM_CLASSES = 3
 CPU_STEPS = 6  # default timed steps on CPU
 
 
-def training_step(settings: TrainingSettings, precision: str, device: torch.device) -> Callable[[], None]:
-    """Build the classifier and its AdamW on ``device``; one training step on a fixed random batch."""
+def build_training(settings: TrainingSettings, device: torch.device) -> tuple[Loss, torch.optim.Optimizer]:
+    """The classifier and its AdamW on ``device``: the cross-entropy of a fixed random batch, and the optimiser."""
     from sonofm.models import create_backbone
     from sonofm.models.classifier import ImageClassifier
     from sonofm.tasks.optim import OptimConfig, build_optimizer
@@ -49,20 +48,12 @@ def training_step(settings: TrainingSettings, precision: str, device: torch.devi
     optimizer = build_optimizer(model, OptimConfig(layer_decay=0.65))  # as when fine-tuning pretrained weights
     images = torch.randn(settings.batch_size, 3, settings.img_size, settings.img_size, device=device)
     labels = torch.randint(0, NUM_CLASSES, (settings.batch_size,), device=device)
-
-    def train_step() -> None:
-        with autocast(device, precision):
-            loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return train_step
+    return (lambda: F.cross_entropy(model(images), labels)), optimizer
 
 
 def measure(settings: TrainingSettings, precision: str) -> TrainMeasurement:
     """GEMM rate, FLOPs per step (first warmup step) and timed training steps for one precision."""
-    return time_training_steps(settings, precision, training_step)
+    return time_training_steps(settings, precision, build_training)
 
 
 def figure_lines(settings: TrainingSettings, results: dict[str, TrainMeasurement]) -> list[dict]:

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -25,11 +24,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_common sits beside this script
 from bench_common import (  # noqa: E402
     PRECISIONS,
+    Loss,
     TrainingSettings,
     TrainMeasurement,
     add_training_flags,
     add_worker_flag,
-    autocast,
     measure_in_subprocess,
     speedup_line,
     time_training_steps,
@@ -69,25 +68,18 @@ def build_model(settings: Settings, device: torch.device):
     return model, build_optimizer(model, config.optim)
 
 
-def training_step(settings: Settings, precision: str, device: torch.device) -> Callable[[], None]:
-    """Build the model and its AdamW on ``device``; one pretraining step on a fixed random batch."""
+def build_training(settings: Settings, device: torch.device) -> tuple[Loss, torch.optim.Optimizer]:
+    """The model and its AdamW on ``device``: the pretraining loss of a fixed random batch, and the optimiser."""
     model, optimizer = build_model(settings, device)
     model.train()
     images = torch.randn(settings.batch_size, 3, settings.img_size, settings.img_size, device=device)
-
-    def train_step() -> None:
-        with autocast(device, precision):
-            loss = model(images)["loss"]  # fresh band-stop and block masks from the global RNG every step
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return train_step
+    # Fresh band-stop and block masks from the global RNG at every call, as in training.
+    return (lambda: model(images)["loss"]), optimizer
 
 
 def measure(settings: Settings, precision: str) -> TrainMeasurement:
     """GEMM rate, FLOPs per step (first warmup step) and timed pretraining steps for one precision."""
-    return time_training_steps(settings, precision, training_step)
+    return time_training_steps(settings, precision, build_training)
 
 
 def figure_lines(settings: Settings, results: dict[str, TrainMeasurement]) -> list[dict]:

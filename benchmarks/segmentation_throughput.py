@@ -17,7 +17,6 @@ import json
 import os
 import statistics
 import sys
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -25,6 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_common sits beside this script
 from bench_common import (  # noqa: E402
     PRECISIONS,
+    Loss,
     TrainMeasurement,
     add_machine_flags,
     add_worker_flag,
@@ -99,8 +99,9 @@ def build_model(settings: Settings, img_size: int, device: torch.device) -> torc
     return Segmenter(backbone, NUM_CLASSES, head=settings.head).to(device)
 
 
-def training_step(settings: Settings, precision: str, device: torch.device) -> Callable[[], None]:
-    """Build the segmenter and its AdamW on ``device``; one training step on a fixed random batch with random masks."""
+def build_training(settings: Settings, device: torch.device) -> tuple[Loss, torch.optim.Optimizer]:
+    """The segmenter and its AdamW on ``device``: the loss of a fixed random batch with random masks, and the
+    optimiser."""
     from sonofm.tasks.optim import OptimConfig, build_optimizer
 
     img_size, batch_size = settings.single_size()
@@ -109,20 +110,12 @@ def training_step(settings: Settings, precision: str, device: torch.device) -> C
     optimizer = build_optimizer(model, OptimConfig(layer_decay=0.65))  # as when fine-tuning pretrained weights
     images = torch.randn(batch_size, 3, img_size, img_size, device=device)
     masks = torch.randint(0, NUM_CLASSES, (batch_size, img_size, img_size), device=device)
-
-    def train_step() -> None:
-        with autocast(device, precision):
-            loss = model.loss(model(images), masks)["loss"]
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return train_step
+    return (lambda: model.loss(model(images), masks)["loss"]), optimizer
 
 
 def measure_training(settings: Settings, precision: str) -> TrainMeasurement:
     """GEMM rate, FLOPs per step (first warmup step) and timed training steps for one size and precision."""
-    return time_training_steps(settings, precision, training_step)
+    return time_training_steps(settings, precision, build_training)
 
 
 def measure_inference(settings: Settings, precision: str) -> InferMeasurement:

@@ -36,3 +36,11 @@ def keep_thread_count() -> Iterator[None]:
 def bench_common(load_benchmark) -> ModuleType:
     """``benchmarks/bench_common.py``, the helpers the scripts share (``worker_args`` among them)."""
     return load_benchmark("bench_common")
+
+
+@pytest.fixture
+def training_figures() -> set[tuple[str, str]]:
+    """(precision, metric) of every per-precision training figure of a CPU run (``training_figure_lines``)."""
+    metrics = ("images_per_s", "step_time_s", "flops_per_step", "model_flops_per_s", "gemm_flops_per_s",
+               "matmul_efficiency", "peak_rss", "cpu_share")
+    return {(precision, metric) for precision in ("fp32", "bf16") for metric in metrics}

@@ -40,11 +40,10 @@ def test_worker_args_round_trip(bench, bench_common):
     assert bench.parse_settings(bench_common.worker_args("train-fp32", one_size)) == (one_size, ("train", "fp32"))
 
 
-def test_tiny_run_reports_every_figure(bench, keep_thread_count):
+def test_tiny_run_reports_every_figure(bench, keep_thread_count, training_figures):
     settings = tiny_settings(bench)
-    train_metrics = {"images_per_s", "step_time_s", "flops_per_step", "model_flops_per_s", "gemm_flops_per_s",
-                     "matmul_efficiency", "peak_rss", "cpu_share"}
     infer_metrics = {"infer_latency_ms", "infer_latency_median_ms", "infer_peak_rss", "infer_cpu_share"}
+    infer_figures = {(p, m) for p in ("fp32", "bf16") for m in infer_metrics}
     ratios = {("bf16", "bf16_speedup_vs_fp32"), ("bf16", "bf16_infer_speedup_vs_fp32")}
     for index, img_size in enumerate(settings.img_sizes):
         one_size = settings.at(index)
@@ -53,8 +52,7 @@ def test_tiny_run_reports_every_figure(bench, keep_thread_count):
         assert train["fp32"].flops_per_step == train["bf16"].flops_per_step > 0
         lines = bench.figure_lines(one_size, train, infer)
         metrics = {(line["precision"], line["metric"]) for line in lines}
-        per_precision = train_metrics | infer_metrics
-        assert metrics == {(p, m) for p in ("fp32", "bf16") for m in per_precision} | ratios
+        assert metrics == training_figures | infer_figures | ratios
         for line in lines:
             assert line["model"] == "usfm_vit_tiny_patch16" and line["head"] == "upernet"
             assert line["img_size"] == img_size
