@@ -26,15 +26,6 @@ def finished_run(phantom, tmp_path_factory):
     return out
 
 
-def error_of(capsys, argv) -> str:
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == 2, captured
-    assert "Traceback" not in captured.err and captured.err.startswith("sonofm: error: ")
-    assert captured.err.count("\n") == 1
-    return captured.err
-
-
 def test_finetune_writes_run_folder_with_config(finished_run):
     config = (finished_run / "config.yaml").read_text()
     assert "model: usfm_vit_tiny_patch16" in config and "depth: 2" in config and "img_size: 64" in config
@@ -63,19 +54,19 @@ def test_predict_writes_probabilities(finished_run, phantom, tmp_path):
         assert row["prediction"] == classes[int(np.argmax(probs))]
 
 
-def test_rerun_of_finished_run_is_refused(finished_run, phantom, capsys):
-    message = error_of(capsys, ["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(finished_run), *FAST])
+def test_rerun_of_finished_run_is_refused(finished_run, phantom, cli_error):
+    message = cli_error(["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(finished_run), *FAST])
     assert "is finished; pass --overwrite" in message
 
 
-def test_unknown_config_key(phantom, tmp_path, capsys):
-    message = error_of(capsys, ["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(tmp_path / "r"),
+def test_unknown_config_key(phantom, tmp_path, cli_error):
+    message = cli_error(["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(tmp_path / "r"),
                                 *FAST, "--set", "optim.lrr=3"])
     assert "unknown config key 'optim.lrr'" in message and not (tmp_path / "r").exists()
 
 
-def test_unknown_model(phantom, tmp_path, capsys):
-    message = error_of(capsys, ["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(tmp_path / "r"),
+def test_unknown_model(phantom, tmp_path, cli_error):
+    message = cli_error(["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(tmp_path / "r"),
                                 "--model", "vit_huge_nonexistent", "--epochs", "1", "--no-progress"])
     assert "vit_huge_nonexistent" in message and "usfm_vit_base_patch16" in message
 
@@ -88,43 +79,43 @@ def copy_classes(source, target):
                 (target / folder.name / image.name).write_bytes(image.read_bytes())
 
 
-def test_corrupt_image_fails_before_training(phantom, tmp_path, capsys):
+def test_corrupt_image_fails_before_training(phantom, tmp_path, cli_error):
     data = tmp_path / "data"
     copy_classes(phantom / "cls", data)
     victim = sorted((data / "cyst").glob("*.png"))[0]
     victim.write_bytes(victim.read_bytes()[:200])
-    message = error_of(capsys, ["finetune", "cls", "--data", str(data), "--out", str(tmp_path / "r"), *FAST])
+    message = cli_error(["finetune", "cls", "--data", str(data), "--out", str(tmp_path / "r"), *FAST])
     assert victim.name in message
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 
-def test_empty_class_folder(phantom, tmp_path, capsys):
+def test_empty_class_folder(phantom, tmp_path, cli_error):
     data = tmp_path / "data"
     copy_classes(phantom / "cls", data)
     (data / "empty_class").mkdir()
-    message = error_of(capsys, ["finetune", "cls", "--data", str(data), "--out", str(tmp_path / "r"), *FAST])
+    message = cli_error(["finetune", "cls", "--data", str(data), "--out", str(tmp_path / "r"), *FAST])
     assert "empty_class" in message
 
 
-def test_missing_data_folder_and_weights(tmp_path, phantom, capsys):
-    message = error_of(capsys, ["finetune", "cls", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), *FAST])
+def test_missing_data_folder_and_weights(tmp_path, phantom, cli_error):
+    message = cli_error(["finetune", "cls", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), *FAST])
     assert f"dataset folder not found: {tmp_path / 'nowhere'}" in message and not (tmp_path / "r").exists()
-    message = error_of(capsys, ["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(tmp_path / "r2"),
+    message = cli_error(["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(tmp_path / "r2"),
                                 *FAST, "--weights", str(tmp_path / "missing.pth")])
     assert "missing.pth" in message
 
 
-def test_predict_on_unreadable_image(finished_run, tmp_path, capsys):
+def test_predict_on_unreadable_image(finished_run, tmp_path, cli_error):
     bad = tmp_path / "in" / "bad.png"
     bad.parent.mkdir()
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(bad)
     bad.write_bytes(bad.read_bytes()[:40])
-    message = error_of(capsys, ["predict", "--run", str(finished_run), "--input", str(bad.parent),
+    message = cli_error(["predict", "--run", str(finished_run), "--input", str(bad.parent),
                                 "--out", str(tmp_path / "out"), "--no-progress"])
     assert "bad.png" in message
 
 
-def test_unknown_model_argument(phantom, tmp_path, capsys):
-    message = error_of(capsys, ["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(tmp_path / "r"),
+def test_unknown_model_argument(phantom, tmp_path, cli_error):
+    message = cli_error(["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(tmp_path / "r"),
                                 *FAST, "--set", "model_args={dept: 4}"])
     assert "usfm_vit_tiny_patch16" in message and "dept" in message

@@ -27,15 +27,6 @@ def finished_run(phantom, tmp_path_factory):
     return out
 
 
-def error_of(capsys, argv) -> str:
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == 2, captured
-    assert "Traceback" not in captured.err and captured.err.startswith("sonofm: error: ")
-    assert captured.err.count("\n") == 1
-    return captured.err
-
-
 def copy_dataset(phantom, tmp_path):
     data = tmp_path / "seg"
     shutil.copytree(phantom / "seg", data)
@@ -81,61 +72,61 @@ def test_predict_writes_masks_at_each_images_own_size(finished_run, phantom, tmp
         assert total == pytest.approx(1.0, abs=1e-5)
 
 
-def test_mask_of_wrong_size_is_named(phantom, tmp_path, capsys):
+def test_mask_of_wrong_size_is_named(phantom, tmp_path, cli_error):
     data = copy_dataset(phantom, tmp_path)
     mask = sorted((data / "masks").glob("*.png"))[2]
     Image.open(mask).resize((40, 40), Image.NEAREST).save(mask)
-    message = error_of(capsys, ["finetune", "seg", "--data", str(data), "--out", str(tmp_path / "run"), *FAST])
+    message = cli_error(["finetune", "seg", "--data", str(data), "--out", str(tmp_path / "run"), *FAST])
     assert mask.name in message and "size" in message
     assert not (tmp_path / "run").exists()
 
 
-def test_bad_head_option_leaves_no_run_folder(phantom, tmp_path, capsys):
-    error_of(capsys, ["finetune", "seg", "--data", str(phantom / "seg"), "--out", str(tmp_path / "run"), *FAST,
+def test_bad_head_option_leaves_no_run_folder(phantom, tmp_path, cli_error):
+    cli_error(["finetune", "seg", "--data", str(phantom / "seg"), "--out", str(tmp_path / "run"), *FAST,
                       "--set", "model_args={depth: 2}"])
     assert not (tmp_path / "run").exists()
 
 
-def test_out_of_range_class_ids_are_named(phantom, tmp_path, capsys):
+def test_out_of_range_class_ids_are_named(phantom, tmp_path, cli_error):
     data = copy_dataset(phantom, tmp_path)
     mask = sorted((data / "masks").glob("*.png"))[1]
     ids = np.asarray(Image.open(mask)).copy()
     ids[:4, :4] = 7
     Image.fromarray(ids).save(mask)
-    message = error_of(capsys, ["finetune", "seg", "--data", str(data), "--num-classes", "3",
+    message = cli_error(["finetune", "seg", "--data", str(data), "--num-classes", "3",
                                 "--out", str(tmp_path / "run"), *FAST])
     assert mask.name in message and "7" in message
 
 
-def test_rgb_mask_is_named(phantom, tmp_path, capsys):
+def test_rgb_mask_is_named(phantom, tmp_path, cli_error):
     data = copy_dataset(phantom, tmp_path)
     mask = sorted((data / "masks").glob("*.png"))[0]
     ids = np.asarray(Image.open(mask))
     rgb = np.stack([ids, np.zeros_like(ids), ids * 3], axis=-1).astype(np.uint8)
     Image.fromarray(rgb, mode="RGB").save(mask)
-    message = error_of(capsys, ["finetune", "seg", "--data", str(data), "--out", str(tmp_path / "run"), *FAST])
+    message = cli_error(["finetune", "seg", "--data", str(data), "--out", str(tmp_path / "run"), *FAST])
     assert mask.name in message and "RGB" in message
 
 
-def test_unet_head_on_a_vit_is_refused(phantom, tmp_path, capsys):
-    message = error_of(capsys, ["finetune", "seg", "--data", str(phantom / "seg"), "--head", "unet",
+def test_unet_head_on_a_vit_is_refused(phantom, tmp_path, cli_error):
+    message = cli_error(["finetune", "seg", "--data", str(phantom / "seg"), "--head", "unet",
                                 "--out", str(tmp_path / "run"), *FAST])
     assert "unet" in message and "ResNet" in message
 
 
-def test_unknown_head_option_is_named(phantom, tmp_path, capsys):
-    message = error_of(capsys, ["finetune", "seg", "--data", str(phantom / "seg"), "--out", str(tmp_path / "run"),
+def test_unknown_head_option_is_named(phantom, tmp_path, cli_error):
+    message = cli_error(["finetune", "seg", "--data", str(phantom / "seg"), "--out", str(tmp_path / "run"),
                                 *FAST, "--set", "head_args={channels: 32, colour: red}"])
     assert "colour" in message
 
 
-def test_missing_pixel_size_column_is_named(phantom, tmp_path, capsys):
-    message = error_of(capsys, ["finetune", "seg", "--data", str(phantom / "seg"), "--out", str(tmp_path / "run"),
+def test_missing_pixel_size_column_is_named(phantom, tmp_path, cli_error):
+    message = cli_error(["finetune", "seg", "--data", str(phantom / "seg"), "--out", str(tmp_path / "run"),
                                 *FAST, "--set", "pixel_size_column=spacing"])
     assert "spacing" in message and "labels.csv" in message
 
 
-def test_classification_data_is_refused_for_segmentation(phantom, tmp_path, capsys):
-    message = error_of(capsys, ["finetune", "seg", "--data", str(phantom / "cls"), "--out", str(tmp_path / "run"),
+def test_classification_data_is_refused_for_segmentation(phantom, tmp_path, cli_error):
+    message = cli_error(["finetune", "seg", "--data", str(phantom / "cls"), "--out", str(tmp_path / "run"),
                                 *FAST])
     assert "classification" in message
