@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from sonofm.data.datasets import ClassificationDataset
@@ -23,17 +22,15 @@ from sonofm.runs.config import save_config
 from sonofm.runs.model_file import save_model
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.tasks.classification import ClassificationModule, inverse_frequency_weights
-from sonofm.tasks.epoch_log import EpochCsvLog
 from sonofm.tasks.figures import plot_confusion_matrix
 from sonofm.tasks.finetune_common import (
     Echo,
     FinetuneConfig,
-    best_checkpoint,
     checkpoint_epoch,
     describe_start,
+    fit_selecting_best,
     load_or_make_splits,
     make_loader,
-    make_trainer,
     write_training_curves,
 )
 
@@ -91,17 +88,8 @@ def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: b
                           train=(name == "train"))
         for name, samples in splits.items() if samples
     }
-    has_val = "val" in loaders
-    checkpoint = ModelCheckpoint(
-        dirpath=run.checkpoints, filename="best", save_last=True, enable_version_counter=False,
-        monitor="val/balanced_accuracy" if has_val else None, mode="max",
-    )
-    trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])
-    trainer.fit(
-        module, loaders["train"], loaders.get("val"),
-        ckpt_path=str(run.last_checkpoint) if run.last_checkpoint.is_file() else None,
-    )
-    return _finish(run, config, index, module, trainer, loaders, best_checkpoint(run, has_val), echo)
+    trainer, best = fit_selecting_best(config, run, module, loaders, "val/balanced_accuracy", callbacks)
+    return _finish(run, config, index, module, trainer, loaders, best, echo)
 
 
 def _finish(run: RunFolder, config: ClsFinetuneConfig, index: DatasetIndex, module: ClassificationModule,

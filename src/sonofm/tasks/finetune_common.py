@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset
 
@@ -21,6 +21,7 @@ from sonofm.data.sampling import SeededEpochSampler
 from sonofm.data.splits import load_split, save_split, split_samples, train_fraction
 from sonofm.errors import SonofmError
 from sonofm.runs.run_folder import RunFolder
+from sonofm.tasks.epoch_log import EpochCsvLog
 from sonofm.tasks.figures import plot_training_curves
 from sonofm.tasks.optim import OptimConfig
 from sonofm.tasks.precision import PRECISIONS, resolve_precision
@@ -148,10 +149,25 @@ def describe_start(index: DatasetIndex, splits: dict[str, list[Sample]], run: Ru
     return f"{verb} {run.path}: {index.layout} layout, classes {index.classes}, groups by {group}; {counts}"
 
 
-def best_checkpoint(run: RunFolder, has_val: bool) -> str | None:
-    """Path of ``best.ckpt`` when validation selected one, else None (the last epoch's weights are used)."""
-    path = run.checkpoints / "best.ckpt"
-    return str(path) if has_val and path.is_file() else None
+def fit_selecting_best(config: Any, run: RunFolder, module: L.LightningModule, loaders: dict[str, DataLoader],
+                       monitor: str, callbacks: list[L.Callback] | None = None) -> tuple[L.Trainer, str | None]:
+    """Train ``module`` on ``loaders["train"]`` (validating on ``loaders["val"]`` if present), resuming from
+    ``last.ckpt``; keeps ``best.ckpt`` by the highest ``monitor`` and a ``log.csv`` row per epoch.
+
+    Returns the trainer and the best checkpoint's path (None without validation: the last epoch counts).
+    """
+    has_val = "val" in loaders
+    checkpoint = ModelCheckpoint(
+        dirpath=run.checkpoints, filename="best", save_last=True, enable_version_counter=False,
+        monitor=monitor if has_val else None, mode="max",
+    )
+    trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])
+    trainer.fit(
+        module, loaders["train"], loaders.get("val"),
+        ckpt_path=str(run.last_checkpoint) if run.last_checkpoint.is_file() else None,
+    )
+    best = run.checkpoints / "best.ckpt"
+    return trainer, str(best) if has_val and best.is_file() else None
 
 
 def checkpoint_epoch(path: str | None, epochs: int) -> float:

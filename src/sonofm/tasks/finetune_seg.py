@@ -8,7 +8,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
 from sonofm.data.datasets import SegmentationDataset
 from sonofm.data.layouts import load_index
@@ -20,16 +19,14 @@ from sonofm.runs.atomic import atomic_write_json
 from sonofm.runs.config import save_config
 from sonofm.runs.model_file import save_model
 from sonofm.runs.run_folder import RunFolder, prepare_run
-from sonofm.tasks.epoch_log import EpochCsvLog
 from sonofm.tasks.finetune_common import (
     Echo,
     FinetuneConfig,
-    best_checkpoint,
     checkpoint_epoch,
     describe_start,
+    fit_selecting_best,
     load_or_make_splits,
     make_loader,
-    make_trainer,
     write_training_curves,
 )
 from sonofm.tasks.seg_evaluation import evaluate_segmentation, pixel_size_column, plot_examples, write_per_image_csv
@@ -100,19 +97,9 @@ def finetune_segmenter(config: SegFinetuneConfig, out: str | Path, overwrite: bo
                           train=(name == "train"))
         for name, samples in splits.items() if samples and name != "test"
     }
-    has_val = "val" in loaders
-    checkpoint = ModelCheckpoint(
-        dirpath=run.checkpoints, filename="best", save_last=True, enable_version_counter=False,
-        monitor="val/dice" if has_val else None, mode="max",
-    )
-    trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])
-    trainer.fit(
-        module, loaders["train"], loaders.get("val"),
-        ckpt_path=str(run.last_checkpoint) if run.last_checkpoint.is_file() else None,
-    )
+    trainer, best = fit_selecting_best(config, run, module, loaders, "val/dice", callbacks)
     if not trainer.is_global_zero:
         return {}
-    best = best_checkpoint(run, has_val)
     if best is not None:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     return _finish(run, config, index, splits, module.model, best, pixel_column, echo)
