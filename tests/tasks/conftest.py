@@ -1,5 +1,9 @@
 """Fixtures shared by the task tests."""
 
+import csv
+import shutil
+from pathlib import Path
+
 import lightning as L
 import pytest
 
@@ -19,3 +23,26 @@ class CrashAtEpoch(L.Callback):
 def crash_at_epoch():
     """``crash_at_epoch(n)`` -> a callback that interrupts training at the start of epoch ``n``."""
     return CrashAtEpoch
+
+
+def copy_seg_subset(source: Path, target: Path, count: int) -> Path:
+    """Every k-th labels.csv row of a flat segmentation set (all groups stay represented), copied with its image and
+    mask into ``target``."""
+    with (source / "labels.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    kept = rows[:: max(1, len(rows) // count)][:count]
+    for folder in ("images", "masks"):
+        (target / folder).mkdir(parents=True)
+        for row in kept:
+            shutil.copy(source / folder / f"{row['name']}.png", target / folder / f"{row['name']}.png")
+    with (target / "labels.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    return target
+
+
+@pytest.fixture(scope="session")
+def seg_subset():
+    """``seg_subset(source, target, count)`` copies a spread subset of a flat segmentation data set."""
+    return copy_seg_subset

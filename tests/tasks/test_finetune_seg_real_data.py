@@ -2,7 +2,6 @@
 all-background and all-foreground predictions on validation Dice, with grouped splits."""
 
 import csv
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +20,6 @@ HEADS = {"upernet": (12, 2e-3), "segvit": (25, 1e-3), "linear": (16, 2e-3)}
 MARGIN, RATIO = 0.05, 1.25
 
 
-def subset(source: Path, target: Path, count: int) -> Path:
-    """Every k-th labels.csv row (all groups stay represented), copied with its image and mask."""
-    with (source / "labels.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    kept = rows[:: max(1, len(rows) // count)][:count]
-    for folder in ("images", "masks"):
-        (target / folder).mkdir(parents=True)
-        for row in kept:
-            shutil.copy(source / folder / f"{row['name']}.png", target / folder / f"{row['name']}.png")
-    with (target / "labels.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
-    return target
-
-
 def trivial_dice(data: Path, run: Path, split: str) -> float:
     """The better validation Dice of predicting all background or all foreground."""
     names = [row["name"] for row in csv.DictReader((run / "split.csv").open()) if row["split"] == split]
@@ -51,9 +34,9 @@ def trivial_dice(data: Path, run: Path, split: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def subsets(shared_data, tmp_path_factory):
+def subsets(shared_data, tmp_path_factory, seg_subset):
     root = tmp_path_factory.mktemp("seg_subsets")
-    return {name: subset(shared_data / "seg" / name, root / name, count) for name, (count, _) in DATASETS.items()}
+    return {name: seg_subset(shared_data / "seg" / name, root / name, count) for name, (count, _) in DATASETS.items()}
 
 
 @pytest.mark.real_data

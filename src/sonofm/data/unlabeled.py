@@ -45,8 +45,9 @@ class ImagePool:
         )
 
 
-def scan_image_folders(paths: Sequence[str | Path], progress: bool = False) -> ImagePool:
-    """Scan ``paths`` (folders) recursively for images; the first of several files with equal bytes is kept.
+def scan_image_folders(paths: Sequence[str | Path], progress: bool = False, dedup: bool = True) -> ImagePool:
+    """Scan ``paths`` (folders) recursively for images; with ``dedup`` the first of several files with equal bytes
+    is kept (without, every readable file is).
 
     Raises SonofmError for no paths, a path that is not a folder, or a folder holding no image files.
     """
@@ -61,7 +62,7 @@ def scan_image_folders(paths: Sequence[str | Path], progress: bool = False) -> I
         except SonofmError as error:
             pool.skipped.append((file, str(error).removeprefix(f"cannot read image {file}: ")))
             continue
-        digest = file_digest(file)
+        digest = file_digest(file) if dedup else bytes(str(file), "utf-8")
         if digest in seen:
             pool.duplicates += 1
         else:

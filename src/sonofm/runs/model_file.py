@@ -16,7 +16,12 @@ from sonofm.runs.atomic import atomic_write
 
 def save_model(model: torch.nn.Module, path: str | Path, metadata: dict[str, Any]) -> Path:
     """Write ``model.state_dict()`` atomically; metadata values are JSON-encoded strings."""
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    return save_tensors(model.state_dict(), path, metadata)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Write ``tensors`` and JSON-encoded ``metadata`` as safetensors, atomically."""
+    state = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
     encoded = {key: json.dumps(value) for key, value in metadata.items()}
     return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=encoded))
 

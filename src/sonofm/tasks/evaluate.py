@@ -21,7 +21,7 @@ from sonofm.runs.config import load_config
 from sonofm.runs.run_folder import RunFolder
 from sonofm.tasks.figures import plot_confusion_matrix
 from sonofm.tasks.finetune_cls import ClsFinetuneConfig
-from sonofm.tasks.finetune_common import FinetuneConfig
+from sonofm.tasks.finetune_common import TrainingConfig
 from sonofm.tasks.finetune_seg import SegFinetuneConfig
 from sonofm.tasks.run_model import RunModel, load_run_model
 from sonofm.tasks.seg_evaluation import evaluate_segmentation, pixel_size_column, write_per_image_csv
@@ -40,7 +40,7 @@ def evaluate_run(run_path: str | Path, data: str | None = None, split: str = "te
     loaded = load_run_model(run.path)
     config_type = SegFinetuneConfig if loaded.task == "seg" else ClsFinetuneConfig
     config = load_config(config_type, run.config)
-    samples, tag = _select_samples(run, config, loaded, data, split)
+    samples, tag = select_samples(run, config, loaded.task, loaded.classes, data, split)
     if not samples:
         raise SonofmError(f"no images in split {split!r} of {data or config.data}")
     if loaded.task == "seg":
@@ -69,15 +69,18 @@ def _evaluate_classifier(run: RunFolder, loaded: RunModel, samples: list[Sample]
     return classification_metrics(probs_all, labels_all, loaded.classes)
 
 
-def _select_samples(run: RunFolder, config: FinetuneConfig, loaded: RunModel, data: str | None,
-                    split: str) -> tuple[list[Sample], str]:
-    num_classes = len(loaded.classes) if loaded.task == "seg" else None
+def select_samples(run: RunFolder, config: TrainingConfig, task: str, classes: list[str], data: str | None,
+                   split: str) -> tuple[list[Sample], str]:
+    """The samples to evaluate and a tag naming them: the run's own ``split`` (from split.csv) without ``data``;
+    else ``split`` of ``data`` when its layout has splits, or all of it."""
+    num_classes = len(classes) if task in ("seg", "sam") else None
+    layout_task = "cls" if task == "cls" else "seg"
     if data is None:
-        index = load_index(config.data, task=loaded.task, group_by=config.group_by, num_classes=num_classes)
+        index = load_index(config.data, task=layout_task, group_by=config.group_by, num_classes=num_classes)
         return load_split(run.split, index).get(split, []), split
-    index = load_index(data, task=loaded.task, num_classes=num_classes)
-    if loaded.task == "cls" and index.classes != loaded.classes:
-        raise SonofmError(f"classes of {data} {index.classes} differ from the run's {loaded.classes}")
+    index = load_index(data, task=layout_task, num_classes=num_classes)
+    if task == "cls" and index.classes != classes:
+        raise SonofmError(f"classes of {data} {index.classes} differ from the run's {classes}")
     assert_valid(index)
     tag = f"{Path(data).name}_{split}" if index.has_splits else Path(data).name
     if index.has_splits:

@@ -30,17 +30,14 @@ Echo = Callable[[str], None]
 
 
 @dataclass
-class FinetuneConfig:
-    """Options shared by every fine-tuning task (each task's config adds its own).
+class TrainingConfig:
+    """Options shared by every supervised training command on a labelled dataset (each config adds its own).
 
     ``seed`` seeds initialisation, data order, augmentation and the ``train_fraction`` subset; the train/val/test
     split uses ``split_seed`` (default: ``seed``), so experiments can vary the seed on one fixed split.
     """
 
     data: str = ""
-    model: str = "usfm_vit_base_patch16"
-    model_args: dict[str, Any] = field(default_factory=dict)
-    weights: str | None = None
     img_size: int = 224
     epochs: int = 30
     batch_size: int = 32
@@ -51,7 +48,6 @@ class FinetuneConfig:
     group_by: str | None = None
     split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
     precision: str = "auto"
-    drop_path: float = 0.1
     num_workers: int = 1
     accelerator: str = "auto"
     devices: str = "1"
@@ -79,6 +75,16 @@ class FinetuneConfig:
             if not ok:
                 raise SonofmError(message)
 
+
+@dataclass
+class FinetuneConfig(TrainingConfig):
+    """A :class:`TrainingConfig` for a backbone from the model registry, from scratch or from ``weights``."""
+
+    model: str = "usfm_vit_base_patch16"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    drop_path: float = 0.1
+
     def resolved_optim(self) -> OptimConfig:
         """``optim`` with ``layer_decay`` resolved: 0.65 when fine-tuning from weights, none (1.0) from scratch."""
         if self.optim.layer_decay is not None:
@@ -86,7 +92,7 @@ class FinetuneConfig:
         return dataclasses.replace(self.optim, layer_decay=0.65 if self.weights else 1.0)
 
 
-def load_or_make_splits(run: RunFolder, index: DatasetIndex, config: FinetuneConfig,
+def load_or_make_splits(run: RunFolder, index: DatasetIndex, config: TrainingConfig,
                         resuming: bool) -> dict[str, list[Sample]]:
     """The run's saved splits when resuming, else new grouped splits (train cut to ``train_fraction``), saved."""
     if resuming and run.split.is_file():

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sonofm.data.datasets import ImageFileDataset
 from sonofm.data.image_io import IMAGE_EXTENSIONS, read_image
 from sonofm.errors import SonofmError
-from sonofm.runs.atomic import atomic_write, atomic_write_text
+from sonofm.runs.atomic import atomic_write_png, atomic_write_text
 from sonofm.tasks.overlay import overlay_mask
 from sonofm.tasks.run_model import RunModel, load_run_model
 from sonofm.tasks.seg_inference import segment_images
@@ -74,9 +73,9 @@ def predict_masks(loaded: RunModel, paths: list[Path], input_path: Path, out_dir
         path = paths[position]
         name = path.relative_to(input_path) if input_path.is_dir() else Path(path.name)
         ids = prediction.numpy().astype(np.uint8 if num_classes <= 256 else np.uint16)
-        mask_path = _write_png(out_dir / "masks" / name.with_suffix(".png"), ids)
+        mask_path = atomic_write_png(out_dir / "masks" / name.with_suffix(".png"), ids)
         overlay = overlay_mask(read_image(path), prediction.numpy(), num_classes)
-        overlay_path = _write_png(out_dir / "overlays" / name.with_suffix(".png"), overlay)
+        overlay_path = atomic_write_png(out_dir / "overlays" / name.with_suffix(".png"), overlay)
         fractions = torch.bincount(prediction.flatten(), minlength=num_classes).double() / prediction.numel()
         rows.append([str(path), str(mask_path), str(overlay_path), *(f"{f:.6f}" for f in fractions.tolist())])
     buffer = io.StringIO()
@@ -85,6 +84,3 @@ def predict_masks(loaded: RunModel, paths: list[Path], input_path: Path, out_dir
     writer.writerows(rows)
     return atomic_write_text(out_dir / "predictions.csv", buffer.getvalue())
 
-
-def _write_png(path: Path, pixels: np.ndarray) -> Path:
-    return atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))

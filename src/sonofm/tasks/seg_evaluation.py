@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -55,20 +55,32 @@ def evaluate_segmentation(
 
     Returns ``(metrics, per_image_rows)``; rows hold the image name and its per-image values as text.
     """
+    predictions = segment_images(model, [sample.image for sample in samples], img_size, precision=precision,
+                                 progress=progress, desc=desc)
+    return score_label_maps(predictions, samples, class_names, ignore_index, pixel_column)
+
+
+def score_label_maps(predictions: Iterable[tuple[int, torch.Tensor]], samples: Sequence[Sample],
+                     class_names: list[str], ignore_index: int = 255,
+                     pixel_column: str | None = None) -> tuple[dict[str, float], list[dict[str, str]]]:
+    """Metrics of ``(position in samples, int64 (H, W) predicted ids)`` pairs against the samples' masks.
+
+    Returns ``(metrics, per_image_rows)`` as :func:`evaluate_segmentation` does.
+    """
     metrics = SegmentationMetrics(class_names, ignore_index)
-    paths = [sample.image for sample in samples]
-    for position, prediction in segment_images(model, paths, img_size, precision=precision, progress=progress,
-                                               desc=desc):
+    scored = []
+    for position, prediction in predictions:
         sample = samples[position]
         truth = torch.from_numpy(read_mask(sample.mask))
         if truth.shape != prediction.shape:
             raise SonofmError(f"mask size {truth.shape[1]}x{truth.shape[0]} != image size "
                               f"{prediction.shape[1]}x{prediction.shape[0]}: {sample.mask}")
-        _check_ids(truth, len(class_names), ignore_index, sample.mask)
+        check_mask_ids(truth, len(class_names), ignore_index, sample.mask)
         metrics.update(prediction, truth, pixel_size_of(sample, pixel_column))
+        scored.append(sample)
     rows = [
         {"name": sample.name, **{key: f"{value:.6g}" for key, value in values.items()}}
-        for sample, values in zip(samples, metrics.per_image())
+        for sample, values in zip(scored, metrics.per_image())
     ]
     return metrics.compute(), rows
 
@@ -89,6 +101,12 @@ def plot_examples(model: nn.Module, samples: Sequence[Sample], img_size: int, cl
                   title: str, precision: str = "auto") -> Path:
     """Image / ground truth / prediction overlays of ``samples`` (a handful) at their own size."""
     predictions = dict(segment_images(model, [s.image for s in samples], img_size, precision=precision, progress=False))
+    return plot_label_maps(predictions, samples, class_names, path, title)
+
+
+def plot_label_maps(predictions: dict[int, torch.Tensor], samples: Sequence[Sample], class_names: list[str],
+                    path: str | Path, title: str) -> Path:
+    """Image / ground truth / prediction overlays from predicted id maps keyed by position in ``samples``."""
     examples = [
         (sample.name, read_image(sample.image), read_mask(sample.mask), predictions[position].numpy())
         for position, sample in enumerate(samples)
@@ -96,7 +114,8 @@ def plot_examples(model: nn.Module, samples: Sequence[Sample], img_size: int, cl
     return plot_segmentation_examples(examples, class_names, path, title)
 
 
-def _check_ids(mask: torch.Tensor, num_classes: int, ignore_index: int, path: Path | None) -> None:
+def check_mask_ids(mask: torch.Tensor, num_classes: int, ignore_index: int, path: Path | None) -> None:
+    """SonofmError naming ``path`` when ``mask`` holds an id that is neither a class nor ``ignore_index``."""
     bad = (mask >= num_classes) & (mask != ignore_index)
     if bad.any():
         raise SonofmError(f"mask {path} has class id {int(mask[bad].max())} but the model has {num_classes} classes "

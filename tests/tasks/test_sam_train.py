@@ -1,0 +1,176 @@
+"""A-SAM on phantom data with a tiny SAM-shaped model: stage 1 learns from prompts, the prompter learns per-class
+masks, automask writes right-sized id maps and resumes, runs resume exactly, and bad input fails clearly."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sonofm.cli.main import main
+from sonofm.data.layouts import load_index
+from sonofm.data.phantom import write_phantom_dataset
+from sonofm.data.splits import load_split
+from sonofm.sam import build_adapted_sam, build_sam, save_sam_checkpoint
+from sonofm.tasks.sam_automask import Shard, automask
+from sonofm.tasks.sam_evaluation import evaluate_sam
+from sonofm.tasks.sam_train import PrompterConfig, SamFinetuneConfig, finetune_sam, train_prompter
+
+QUIET = {"echo": lambda line: None}
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    """64 phantom images (16 simulated patients) with masks of two anatomy classes: lesion and layer."""
+    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=16, size=64, seed=3) / "seg"
+
+
+@pytest.fixture(scope="module")
+def tiny_sam(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_sam_checkpoint(build_sam("vit_tiny"), tmp_path_factory.mktemp("sam") / "sam_vit_tiny.pth")
+
+
+def stage_one_config(phantom, tiny_sam, **changes) -> SamFinetuneConfig:
+    config = SamFinetuneConfig(data=str(phantom), sam_checkpoint=str(tiny_sam), sam_type="vit_tiny", img_size=128,
+                               epochs=25, batch_size=8, progress=False)
+    config.optim.lr = 2e-3
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture(scope="module")
+def a_sam_run(phantom, tiny_sam, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "a_sam"
+    metrics = finetune_sam(stage_one_config(phantom, tiny_sam), run, **QUIET)
+    return run, metrics
+
+
+@pytest.fixture(scope="module")
+def prompter_run(phantom, a_sam_run, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "prompter"
+    config = PrompterConfig(data=str(phantom), run=str(a_sam_run[0]), epochs=30, batch_size=8, progress=False)
+    config.optim.lr = 2e-3
+    return run, train_prompter(config, run, **QUIET)
+
+
+def test_stage_one_loss_falls_and_prompted_dice_beats_the_untrained_model(phantom, tiny_sam, a_sam_run):
+    run, metrics = a_sam_run
+    with (run / "log.csv").open() as handle:
+        losses = [float(row["train/loss_epoch"]) for row in csv.DictReader(handle)]
+    assert losses[-1] < 0.85 * losses[0]
+
+    index = load_index(phantom, task="seg")
+    test = load_split(run / "split.csv", index)["test"]
+    untrained = build_adapted_sam(tiny_sam, "vit_tiny", 128, index.classes)
+    before, _ = evaluate_sam(untrained, test, "prompt", ["point", "box"], progress=False)
+    for kind in ("point", "box"):
+        assert metrics[f"test/{kind}/dice"] > before[f"{kind}/dice"] + 0.15, (kind, metrics, before)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["test/box/dice"] == pytest.approx(metrics["test/box/dice"])
+    for name in ("config.yaml", "split.csv", "model.safetensors", "examples_val.png", "per_image_test_point.csv",
+                 "per_image_test_box.csv", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
+
+
+def test_prompter_learns_a_mask_per_anatomy_class(phantom, prompter_run, a_sam_run):
+    run, metrics = prompter_run
+    index = load_index(phantom, task="seg")
+    test = load_split(run / "split.csv", index)["test"]
+    from sonofm.sam import load_adapted_sam
+
+    untrained = load_adapted_sam(a_sam_run[0] / "model.safetensors")
+    torch.manual_seed(0)
+    untrained.add_prompter()
+    before, _ = evaluate_sam(untrained, test, "auto", [], progress=False)
+    for name in ("class_1", "class_2"):  # the lesion and the layer, each from its own tokens
+        assert metrics[f"test/auto/dice/{name}"] > 0.25, metrics
+        assert metrics[f"test/auto/dice/{name}"] > before[f"auto/dice/{name}"] + 0.15, (metrics, before)
+
+
+def test_cli_evaluate_matches_the_run_metrics(prompter_run, capsys):
+    run, metrics = prompter_run
+    assert main(["sam", "evaluate", "--run", str(run), "--no-progress"]) == 0
+    written = json.loads((run / "evaluate_auto_test.json").read_text())
+    assert written["test/auto/dice"] == pytest.approx(metrics["test/auto/dice"], abs=1e-6)
+    assert "test/auto/hd95" in capsys.readouterr().out
+
+
+def test_automask_writes_id_maps_at_each_image_size_and_resumes(phantom, prompter_run, tmp_path):
+    images = tmp_path / "unlabeled"
+    (images / "sub").mkdir(parents=True)
+    sources = sorted((phantom / "images").glob("*.png"))[:5]
+    sizes = [(90, 50), (64, 64), (40, 70), (128, 96), (64, 64)]
+    for number, (source, size) in enumerate(zip(sources, sizes)):
+        folder = images / "sub" if number % 2 else images
+        Image.open(source).convert("L").resize(size).save(folder / f"img{number}.png")
+    out = tmp_path / "masks"
+
+    first = automask(prompter_run[0], images, out, batch_size=2, shard=Shard(0, 2), progress=False, **QUIET)
+    assert first.written == 3 and first.index is None  # shard 0 of 2: images 0, 2, 4; no index before all are done
+    second = automask(prompter_run[0], images, out, batch_size=2, shard=Shard(1, 2), progress=False, **QUIET)
+    assert second.written == 2 and second.index == out / "index.csv"
+
+    with (out / "index.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5
+    for row in rows:
+        image = Image.open(row["image"])
+        mask = np.array(Image.open(out / row["mask"]))
+        assert mask.shape == (image.height, image.width) and mask.dtype == np.uint8
+        present = sorted(int(c) for c in np.unique(mask) if c)
+        assert set(present) <= {1, 2}
+        assert row["classes_present"] == ";".join(str(c) for c in present)
+        assert 0.5 <= float(row["mean_confidence"]) <= 1.0
+    assert (out / "masks" / "sub" / "img1.png").is_file()
+    assert json.loads((out / "classes.json").read_text()) == {"0": "background", "1": "class_1", "2": "class_2"}
+
+    stamp = {row["mask"]: (out / row["mask"]).stat().st_mtime_ns for row in rows}
+    again = automask(prompter_run[0], images, out, progress=False, **QUIET)
+    assert again.written == 0 and again.already_done == 5
+    assert {name: (out / name).stat().st_mtime_ns for name in stamp} == stamp
+
+    (out / rows[0]["mask"]).unlink()  # a lost mask is redone, nothing else
+    assert automask(prompter_run[0], images, out, progress=False, **QUIET).written == 1
+
+
+def test_interrupted_stage_one_resumes_exactly(phantom, tiny_sam, tmp_path, crash_at_epoch):
+    config = stage_one_config(phantom, tiny_sam, epochs=3, img_size=64)
+    straight = finetune_sam(config, tmp_path / "straight", **QUIET)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        finetune_sam(stage_one_config(phantom, tiny_sam, epochs=3, img_size=64), tmp_path / "resumed",
+                     callbacks=[crash_at_epoch(2)], **QUIET)
+    resumed = finetune_sam(stage_one_config(phantom, tiny_sam, epochs=3, img_size=64), tmp_path / "resumed", **QUIET)
+    assert resumed == pytest.approx(straight, abs=1e-6, nan_ok=True)
+
+
+def test_cached_embeddings_train_a_frozen_encoder_model(phantom, tiny_sam, tmp_path):
+    config = stage_one_config(phantom, tiny_sam, epochs=2, img_size=64, encoder_tuning="frozen",
+                              cache_embeddings=True)
+    metrics = finetune_sam(config, tmp_path / "cached", **QUIET)
+    assert "test/point/dice" in metrics
+
+
+def test_bad_input_fails_with_one_line(phantom, tiny_sam, a_sam_run, prompter_run, tmp_path, cli_error):
+    base = ["sam", "finetune", "--data", str(phantom), "--sam-checkpoint", str(tiny_sam), "--out", str(tmp_path / "r")]
+    assert "pass --sam-type vit_tiny" in cli_error(base)
+    assert "prompt kinds" in cli_error([*base, "--sam-type", "vit_tiny", "--prompts", "point,scribble"])
+    assert "cache_embeddings needs encoder_tuning=frozen" in cli_error(
+        [*base, "--sam-type", "vit_tiny", "--set", "cache_embeddings=true"])
+    assert "weights file not found" in cli_error(
+        ["sam", "finetune", "--data", str(phantom), "--sam-checkpoint", str(tmp_path / "none.pth"),
+         "--out", str(tmp_path / "r")])
+    assert not (tmp_path / "r").exists()  # nothing written by a failed start
+    assert "no automatic prompter" in cli_error(
+        ["sam", "automask", "--run", str(a_sam_run[0]), "--images", str(phantom / "images"), "--out", str(tmp_path / "m")])
+    assert "no automatic prompter" in cli_error(["sam", "evaluate", "--run", str(a_sam_run[0]), "--mode", "auto"])
+    assert "--shard must look like K/N" in cli_error(
+        ["sam", "automask", "--run", str(a_sam_run[0]), "--images", str(phantom), "--out", str(tmp_path / "m"),
+         "--shard", "2"])
+    assert "not a sonofm run folder" in cli_error(
+        ["sam", "train-prompter", "--run", str(tmp_path), "--data", str(phantom), "--out", str(tmp_path / "p")])
+    assert "not an A-SAM run" in cli_error(
+        ["sam", "train-prompter", "--run", str(prompter_run[0]), "--data", str(phantom), "--out", str(tmp_path / "p")])
