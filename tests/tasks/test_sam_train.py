@@ -3,6 +3,7 @@ masks, automask writes right-sized id maps and resumes, runs resume exactly, and
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from sonofm.cli.main import main
 from sonofm.data.layouts import load_index
 from sonofm.data.phantom import write_phantom_dataset
 from sonofm.data.splits import load_split
-from sonofm.sam import build_adapted_sam, build_sam, save_sam_checkpoint
+from sonofm.sam import build_adapted_sam, build_sam, load_adapted_sam, save_sam_checkpoint
 from sonofm.tasks.sam_automask import Shard, automask
 from sonofm.tasks.sam_evaluation import evaluate_sam
 from sonofm.tasks.sam_train import PrompterConfig, SamFinetuneConfig, finetune_sam, train_prompter
@@ -80,8 +81,6 @@ def test_prompter_learns_a_mask_per_anatomy_class(phantom, prompter_run, a_sam_r
     run, metrics = prompter_run
     index = load_index(phantom, task="seg")
     test = load_split(run / "split.csv", index)["test"]
-    from sonofm.sam import load_adapted_sam
-
     untrained = load_adapted_sam(a_sam_run[0] / "model.safetensors")
     torch.manual_seed(0)
     untrained.add_prompter()
@@ -174,3 +173,37 @@ def test_bad_input_fails_with_one_line(phantom, tiny_sam, a_sam_run, prompter_ru
         ["sam", "train-prompter", "--run", str(tmp_path), "--data", str(phantom), "--out", str(tmp_path / "p")])
     assert "not an A-SAM run" in cli_error(
         ["sam", "train-prompter", "--run", str(prompter_run[0]), "--data", str(phantom), "--out", str(tmp_path / "p")])
+
+
+def test_samus_list_layout_trains_through_the_cli(phantom, tiny_sam, tmp_path):
+    """ACLUS/SAMUS layout: ROOT/<dataset>/{img,label}, MainPatient/{train,val,test}.txt; the lists' splits are kept."""
+    root = tmp_path / "US"
+    for folder in ("img", "label"):
+        (root / "Phantom" / folder).mkdir(parents=True)
+    names = sorted(path.stem for path in (phantom / "images").glob("*.png"))[:24]
+    for name in names:
+        shutil.copy(phantom / "images" / f"{name}.png", root / "Phantom" / "img" / f"{name}.png")
+        shutil.copy(phantom / "masks" / f"{name}.png", root / "Phantom" / "label" / f"{name}.png")
+    (root / "MainPatient").mkdir()
+    parts = {"train": names[:16], "val": names[16:20], "test": names[20:]}
+    for split, chosen in parts.items():
+        lines = [f"Phantom/{name}" if split == "test" else f"{c}/Phantom/{name}" for name in chosen for c in (1, 2)]
+        (root / "MainPatient" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    assert main(["sam", "finetune", "--data", str(root), "--sam-checkpoint", str(tiny_sam), "--sam-type", "vit_tiny",
+                 "--img-size", "64", "--epochs", "1", "--batch-size", "8", "--prompts", "box", "--out", str(run),
+                 "--no-progress"]) == 0
+    with (run / "split.csv").open() as handle:
+        written = {row["name"]: row["split"] for row in csv.DictReader(handle)}
+    assert written == {f"{name}.png": split for split, chosen in parts.items() for name in chosen}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "test/box/dice" in metrics and "test/point/dice" not in metrics
+
+
+def test_shard_comes_from_the_launcher_environment(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert Shard.from_environment() == Shard(1, 3)
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert Shard.from_environment() == Shard(0, 1)

@@ -9,6 +9,7 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from sonofm.errors import SonofmError
+from sonofm.sam.attention import use_fused_attention
 
 NATIVE_IMG_SIZE = 1024  # the input size SAM was trained at
 PATCH_SIZE = 16
@@ -50,13 +51,14 @@ def build_sam(sam_type: str = "vit_b", img_size: int = NATIVE_IMG_SIZE) -> Sam:
 
     The image embedding is ``img_size / 16`` on a side; the decoder's low-resolution masks are 4x that. At 1024 the
     module tree and every tensor shape equal the package's own ``sam_model_registry`` model, so official checkpoints
-    load as they are; at other sizes :func:`~sonofm.sam.checkpoint.load_sam` resamples the position tables.
+    load as they are; at other sizes :func:`~sonofm.sam.checkpoint.load_sam` resamples the position tables. The
+    encoder's attention runs fused (:mod:`sonofm.sam.attention`).
     """
     spec = sam_spec(sam_type)
     if img_size < 64 or img_size % PATCH_SIZE:
         raise SonofmError(f"SAM img_size must be a multiple of {PATCH_SIZE} and >= 64, got {img_size}")
     grid = img_size // PATCH_SIZE
-    return Sam(
+    sam = Sam(
         image_encoder=ImageEncoderViT(
             img_size=img_size, patch_size=PATCH_SIZE, embed_dim=spec.embed_dim, depth=spec.depth,
             num_heads=spec.num_heads, mlp_ratio=4, out_chans=spec.prompt_dim, qkv_bias=True,
@@ -76,3 +78,5 @@ def build_sam(sam_type: str = "vit_b", img_size: int = NATIVE_IMG_SIZE) -> Sam:
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     )
+    use_fused_attention(sam.image_encoder)
+    return sam
