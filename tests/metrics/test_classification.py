@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sonofm.metrics.classification import classification_metrics, confusion_matrix
+from sonofm.metrics.classification import classification_metrics, confusion_matrix, confusion_metrics
 
 CLASSES = ["a", "b", "c"]
 
@@ -43,3 +43,18 @@ def test_confusion_matrix_rows_are_true_classes():
     labels = torch.tensor([0, 0, 1, 2])
     matrix = confusion_matrix(one_hot([0, 1, 1, 0]), labels, 3)
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
+
+
+@pytest.mark.filterwarnings("ignore:No positive samples")
+@pytest.mark.parametrize("seed", range(4))
+def test_confusion_metrics_agree_with_classification_metrics(seed):
+    """From the confusion matrix alone: the same values as from the probabilities (absent and never-predicted
+    classes included)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3 if seed else 2, (40,), generator=generator)  # seed 0: class c never occurs
+    probs = torch.rand(40, 3, generator=generator).softmax(dim=1)
+    expected = classification_metrics(probs, labels, CLASSES)
+    found = confusion_metrics(confusion_matrix(probs, labels, 3), CLASSES)
+    assert found.keys() == expected.keys() - {"auroc"}
+    for key, value in found.items():
+        assert value == pytest.approx(expected[key], nan_ok=True), key

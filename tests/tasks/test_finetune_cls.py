@@ -107,6 +107,22 @@ def test_linear_mode_trains_only_the_head(phantom_cls, tmp_path):
     torch.testing.assert_close(first["backbone.blocks.0.attn.qkv.weight"], fresh.state_dict()["blocks.0.attn.qkv.weight"])
 
 
+def test_partial_mode_trains_only_layer4_and_head(phantom_cls, tmp_path):
+    config = small_config(phantom_cls, epochs=1, train_fraction=0.25, mode="partial")
+    finetune_classifier(config, tmp_path / "run", echo=quiet)
+    trained = load_file(tmp_path / "run/model.safetensors")
+    L.seed_everything(0, verbose=False)  # the backbone's initialisation, as finetune_classifier draws it
+    from sonofm.models import create_backbone
+
+    initial = create_backbone("resnet18", img_size=64, drop_path_rate=config.drop_path).state_dict()
+    changed = {key for key, value in initial.items() if not torch.equal(trained[f"backbone.{key}"], value)}
+    assert changed and all(key.startswith("layer4.") for key in changed)
+    # layer4 trains in train mode (its BatchNorm statistics move); the frozen stages' statistics stay as they were
+    assert {"layer4.0.conv1.weight", "layer4.1.bn2.weight", "layer4.0.bn1.running_mean"} <= changed
+    assert "layer3.1.bn2.running_var" not in changed and "bn1.running_mean" not in changed
+    assert {"fc_norm.weight", "head.weight"} <= trained.keys()
+
+
 def test_gradient_accumulation_halves_optimizer_steps(phantom_cls, tmp_path):
     steps = {}
     for accumulate in (1, 2):

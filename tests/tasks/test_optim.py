@@ -1,6 +1,9 @@
 import pytest
+import torch
 from torch import nn
 
+from sonofm.errors import SonofmError
+from sonofm.tasks.finetune_common import TrainingConfig
 from sonofm.tasks.optim import OptimConfig, build_optimizer, warmup_cosine
 
 
@@ -48,3 +51,30 @@ def test_warmup_cosine_shape():
     assert factor(55) == pytest.approx(0.01 + 0.99 * 0.5)
     assert factor(100) == pytest.approx(0.01)
     assert all(factor(s) >= factor(s + 1) for s in range(10, 100))
+
+
+def one_step(optimizer_name: str) -> float:
+    """A parameter at 2.0 with zero gradient after one step of lr 0.1 and weight decay 0.01."""
+    model = TwoLayer()
+    config = OptimConfig(optimizer=optimizer_name, lr=0.1, weight_decay=0.01, layer_decay=1.0)
+    optimizer = build_optimizer(model, config)
+    with torch.no_grad():
+        model.head.weight.fill_(2.0)
+    model.head.weight.grad = torch.zeros_like(model.head.weight)
+    optimizer.step()
+    return float(model.head.weight.detach()[0, 0])
+
+
+def test_adam_couples_weight_decay_adamw_decouples_it():
+    assert type(build_optimizer(TwoLayer(), OptimConfig())) is torch.optim.AdamW
+    assert type(build_optimizer(TwoLayer(), OptimConfig(optimizer="adam"))) is torch.optim.Adam
+    # AdamW shrinks the weight by lr * wd; Adam adds wd * w to the gradient, and its normalised step moves by ~lr
+    assert one_step("adamw") == pytest.approx(2.0 * (1 - 0.1 * 0.01))
+    assert one_step("adam") == pytest.approx(2.0 - 0.1, abs=1e-4)
+
+
+def test_unknown_optimizer_is_refused():
+    with pytest.raises(SonofmError, match="optim.optimizer must be one of adamw, adam, got 'sgd'"):
+        build_optimizer(TwoLayer(), OptimConfig(optimizer="sgd"))
+    with pytest.raises(SonofmError, match="optim.optimizer must be one of adamw, adam, got 'sgd'"):
+        TrainingConfig(data="x", optim=OptimConfig(optimizer="sgd")).validate()

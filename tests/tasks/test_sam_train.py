@@ -53,8 +53,8 @@ def a_sam_run(phantom, tiny_sam, tmp_path_factory):
 @pytest.fixture(scope="module")
 def prompter_run(phantom, a_sam_run, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "prompter"
-    config = PrompterConfig(data=str(phantom), run=str(a_sam_run[0]), epochs=30, batch_size=8, progress=False)
-    config.optim.lr = 2e-3
+    config = PrompterConfig(data=str(phantom), run=str(a_sam_run[0]), epochs=40, batch_size=8, progress=False)
+    config.optim.lr = 3e-3
     return run, train_prompter(config, run, **QUIET)
 
 
@@ -86,7 +86,7 @@ def test_prompter_learns_a_mask_per_anatomy_class(phantom, prompter_run, a_sam_r
     untrained.add_prompter()
     before, _ = evaluate_sam(untrained, test, "auto", [], progress=False)
     for name in ("class_1", "class_2"):  # the lesion and the layer, each from its own tokens
-        assert metrics[f"test/auto/dice/{name}"] > 0.25, metrics
+        assert metrics[f"test/auto/dice/{name}"] > 0.35, metrics
         assert metrics[f"test/auto/dice/{name}"] > before[f"auto/dice/{name}"] + 0.15, (metrics, before)
 
 

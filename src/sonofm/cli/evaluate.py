@@ -27,10 +27,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from sonofm.tasks.evaluate import evaluate_run
 
     metrics, path = evaluate_run(args.run, args.data, args.split, args.batch_size, progress=not args.no_progress)
-    for key, value in metrics.items():
-        print(f"{key:32s} {value:.4f}")
-    print(f"written to {path}")
+    print_metrics(metrics, path)
     return 0
+
+
+def print_metrics(metrics: dict[str, float], path) -> None:
+    """One ``key value`` line per metric, then where they were written."""
+    width = max((len(key) for key in metrics), default=0) + 2
+    for key, value in metrics.items():
+        print(f"{key:{width}s} {value:.4f}")
+    print(f"written to {path}")
 
 
 def run_predict(args: argparse.Namespace) -> int:

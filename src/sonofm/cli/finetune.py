@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import TypeVar
 
 from sonofm.cli.options import HARDWARE_FLAGS, add_hardware_flags, add_output_flags, config_from_args
+
+T = TypeVar("T")
 
 # Flag name -> config field, for flags whose value is copied into the config when given (``--lr`` sets optim.lr).
 COMMON_FLAGS = {
@@ -23,8 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cls", help="image classification",
         description="Fine-tune for classification. Rerunning the same command resumes an unfinished run.",
     )
-    _add_common_flags(cls, "dataset folder (class folders, USFM or flat layout)", default_batch=32)
-    cls.add_argument("--mode", choices=["full", "linear"], help="full fine-tuning (default) or linear probing")
+    add_cls_flags(cls)
     cls.set_defaults(handler=run_finetune_cls)
 
     seg = tasks.add_parser(
@@ -37,6 +39,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seg.add_argument("--num-classes", type=int, help="mask classes including background (default: from the masks)")
     seg.add_argument("--ignore-index", type=int, help="mask value left out of loss and metrics (default 255)")
     seg.set_defaults(handler=run_finetune_seg)
+
+
+def add_cls_flags(parser: argparse.ArgumentParser) -> None:
+    """Every flag of ``finetune cls`` (:data:`CLS_FLAGS` plus ``--preset``); ``sonofm kfold`` takes them all too."""
+    from sonofm.tasks.presets import CLS_PRESETS
+
+    _add_common_flags(parser, "dataset folder (class folders, USFM or flat layout)", default_batch=32)
+    parser.add_argument("--mode", choices=["full", "partial", "linear"],
+                        help="full fine-tuning (default), partial (the backbone's last stage + head) or linear probing")
+    parser.add_argument("--preset", choices=sorted(CLS_PRESETS),
+                        help="a published protocol's settings (uscl: partial, Adam, lr 0.01, 30 epochs, ...); "
+                        "other flags and --set override it")
+
+
+def cls_config_from_args(config: T, args: argparse.Namespace, flags: dict[str, str]) -> T:
+    """``config`` with the ``--preset`` (if any) applied, then the given ``flags`` and ``--set`` overrides."""
+    from sonofm.tasks.presets import apply_preset
+
+    if args.preset:
+        config = apply_preset(config, args.preset)
+    return config_from_args(config, args, flags)
 
 
 def _add_common_flags(parser: argparse.ArgumentParser, data_help: str, default_batch: int) -> None:
@@ -58,7 +81,7 @@ def _add_common_flags(parser: argparse.ArgumentParser, data_help: str, default_b
 def run_finetune_cls(args: argparse.Namespace) -> int:
     from sonofm.tasks.finetune_cls import ClsFinetuneConfig, finetune_classifier
 
-    finetune_classifier(config_from_args(ClsFinetuneConfig(), args, CLS_FLAGS), args.out, overwrite=args.overwrite)
+    finetune_classifier(cls_config_from_args(ClsFinetuneConfig(), args, CLS_FLAGS), args.out, overwrite=args.overwrite)
     return 0
 
 

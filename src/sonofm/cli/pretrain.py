@@ -1,4 +1,4 @@
-"""``sonofm pretrain mim``: flags -> :class:`MimPretrainConfig` -> :func:`pretrain_mim`."""
+"""``sonofm pretrain mim|aclus``: flags -> a pretraining config -> the method's pretraining function."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import argparse
 
 from sonofm.cli.options import HARDWARE_FLAGS, add_hardware_flags, add_output_flags, config_from_args
 
+ACLUS_FLAGS = {
+    "data": "data", "masks": "masks", "model": "model", "img_size": "img_size", "epochs": "epochs",
+    "max_steps": "max_steps", "batch_size": "batch_size", "accumulate": "accumulate", "seed": "seed",
+    "lr": "optim.lr", **HARDWARE_FLAGS,
+}
 MIM_FLAGS = {
     "data": "data", "model": "model", "img_size": "img_size", "epochs": "epochs", "max_steps": "max_steps",
     "batch_size": "batch_size", "accumulate": "accumulate", "seed": "seed", "lr": "optim.lr", **HARDWARE_FLAGS,
@@ -35,9 +40,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_flags(mim, "run", "--set mim.mask_ratio=0.5 --set mim.frequency=false")
     mim.set_defaults(handler=run_pretrain_mim)
 
+    aclus = methods.add_parser(
+        "aclus", help="ACLUS anatomy-level contrastive pretraining (ResNet + FPN) driven by anatomy-id maps",
+        description="Pretrain a ResNet by contrasting anatomy regions across two views and predicting a corrupted "
+        "core region. Rerunning the same command resumes an unfinished run.",
+    )
+    aclus.add_argument("--data", required=True, nargs="+", metavar="PATH", help="image folders (searched recursively)")
+    aclus.add_argument("--masks", required=True, nargs="+", metavar="PATH",
+                       help="one anatomy-map folder per --data folder (same relative paths), or one automask index.csv")
+    aclus.add_argument("--model", help="resnet18 (default) or resnet50")
+    aclus.add_argument("--img-size", type=int, help="square view size (default 224)")
+    aclus_bound = aclus.add_mutually_exclusive_group()
+    aclus_bound.add_argument("--epochs", type=int, help="passes over the images (default 300)")
+    aclus_bound.add_argument("--max-steps", type=int, help="optimiser steps instead of epochs")
+    aclus.add_argument("--batch-size", type=int, help="images per step and device (default 64)")
+    aclus.add_argument("--accumulate", type=int, help="gradient accumulation steps (default 1)")
+    aclus.add_argument("--seed", type=int, help="seed for views, ids, corruption, order and init (default 0)")
+    aclus.add_argument("--lr", type=float, help="LARS base learning rate per 256 images (default 0.3)")
+    add_hardware_flags(aclus)
+    add_output_flags(aclus, "run", "--set aclus.num_ids=8 --set aclus.background=false")
+    aclus.set_defaults(handler=run_pretrain_aclus)
+
 
 def run_pretrain_mim(args: argparse.Namespace) -> int:
     from sonofm.tasks.pretrain_mim import MimPretrainConfig, pretrain_mim
 
     pretrain_mim(config_from_args(MimPretrainConfig(), args, MIM_FLAGS), args.out, overwrite=args.overwrite)
+    return 0
+
+
+def run_pretrain_aclus(args: argparse.Namespace) -> int:
+    from sonofm.tasks.pretrain_aclus import AclusPretrainConfig, pretrain_aclus
+
+    pretrain_aclus(config_from_args(AclusPretrainConfig(), args, ACLUS_FLAGS), args.out, overwrite=args.overwrite)
     return 0

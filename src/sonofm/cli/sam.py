@@ -109,10 +109,9 @@ def run_automask(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from sonofm.cli.evaluate import print_metrics
     from sonofm.tasks.sam_evaluate import evaluate_sam_run
 
     metrics, path = evaluate_sam_run(args.run, args.data, args.mode, args.split, progress=not args.no_progress)
-    for key, value in metrics.items():
-        print(f"{key:36s} {value:.4f}")
-    print(f"written to {path}")
+    print_metrics(metrics, path)
     return 0

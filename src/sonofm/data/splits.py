@@ -1,4 +1,4 @@
-"""Grouped, stratified train/val/test splits, label-efficiency subsets and k-fold assignments.
+"""Grouped, stratified train/val/test splits, label-efficiency subsets, k-fold assignments and their rounds.
 
 A group (patient, video, acquisition: :attr:`Sample.group`) never straddles two splits or folds. Stratification
 uses :func:`stratum`: the class for classification; for segmentation the ``class`` column of ``labels.csv`` when
@@ -95,6 +95,21 @@ def kfold_assignments(samples: Sequence[Sample], k: int, seed: int = 0) -> list[
             for position in members:
                 folds[position] = fold
     return folds
+
+
+def fold_split(samples: Sequence[Sample], folds: Sequence[int], test_fold: int,
+               seed: int = 0) -> dict[str, list[Sample]]:
+    """Train/val/test samples of one cross-validation round (in ``samples`` order inside each split).
+
+    Test: the samples of fold ``test_fold``. Val: a grouped, stratified share of the other folds' groups, the size of
+    one fold (1/(K-1) of them; a quarter when K = 2). Train: the rest. The test fold never feeds model selection.
+    """
+    num_folds = max(folds) + 1
+    rest = [sample for sample, fold in zip(samples, folds, strict=True) if fold != test_fold]
+    val_share = 1 / (num_folds - 1) if num_folds > 2 else 0.25
+    carved = _grouped_split(rest, {"train": 1 - val_share, "val": val_share}, seed)
+    test = [sample for sample, fold in zip(samples, folds, strict=True) if fold == test_fold]
+    return {"train": carved["train"], "val": carved["val"], "test": test}
 
 
 def save_split(splits: dict[str, list[Sample]], path: str | Path) -> None:

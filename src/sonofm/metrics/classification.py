@@ -50,6 +50,30 @@ def confusion_matrix(probs: torch.Tensor, labels: torch.Tensor, num_classes: int
     return multiclass_confusion_matrix(probs.float(), labels.long(), num_classes=num_classes)
 
 
+def confusion_metrics(matrix: torch.Tensor, class_names: list[str]) -> dict[str, float]:
+    """The metrics of :func:`classification_metrics` that a (C, C) confusion matrix (rows true, columns predicted)
+    determines, with its conventions: accuracy, balanced accuracy, macro F1 (over classes that occur in truth or
+    prediction), per-class ``precision/<name>`` (0 when never predicted) and ``recall/<name>`` (NaN when absent).
+    No AUROC: that needs the probabilities."""
+    counts = matrix.double()
+    hits = counts.diagonal()
+    truths, predictions = counts.sum(dim=1), counts.sum(dim=0)
+    precision = torch.where(predictions > 0, hits / predictions.clamp_min(1), 0.0)
+    recall = hits / truths.clamp_min(1)
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12), 0.0)
+    occurring = (truths + predictions) > 0
+    present = truths > 0
+    metrics = {
+        "accuracy": (hits.sum() / counts.sum()).item() if counts.sum() > 0 else math.nan,
+        "balanced_accuracy": recall[present].mean().item() if present.any() else math.nan,
+        "macro_f1": f1[occurring].mean().item() if occurring.any() else math.nan,
+    }
+    for index, name in enumerate(class_names):
+        metrics[f"precision/{name}"] = precision[index].item()
+        metrics[f"recall/{name}"] = recall[index].item() if present[index] else math.nan
+    return metrics
+
+
 def _auroc(probs: torch.Tensor, labels: torch.Tensor, num_classes: int, present: torch.Tensor) -> float:
     """Macro one-vs-rest AUROC over the classes present in ``labels``."""
     if int(present.sum()) < 2:

@@ -12,7 +12,9 @@ class Backbone(Protocol):
     ``forward_tokens(x)`` maps images ``(B, 3, H, W)`` to tokens ``(B, P + N, C)``: ``P = num_prefix_tokens``
     summary tokens first (a ViT's CLS token, a ResNet's spatial mean), then ``N`` spatial tokens in row-major order,
     ``C = embed_dim``. Calling the module itself returns the same tokens. ``layer_id`` groups parameters for
-    layer-wise learning-rate decay, from 0 (input side) to ``num_layer_ids - 1`` (output side).
+    layer-wise learning-rate decay, from 0 (input side) to ``num_layer_ids - 1`` (output side). A backbone may set
+    ``last_stage_layer_id``, the lowest layer id of its last stage (what partial fine-tuning trains); without it the
+    last stage is ``num_layer_ids - 1``.
     """
 
     backbone_name: str

@@ -43,6 +43,7 @@ class ResNetBackbone(ResNet):
     backbone_name: str = ""  # the registry name; set by create_backbone
     num_prefix_tokens = 1
     num_layer_ids = 5
+    last_stage_layer_id = 4  # layer4: what partial fine-tuning trains
 
     def __init__(
         self,

@@ -92,12 +92,14 @@ class ViTBackboneMixin:
     """
 
     def _record_geometry(self, img_size: int, depth: int) -> None:
-        """Set ``img_size``, ``patch_size``, ``grid_size``, ``depth`` and ``num_layer_ids`` (stem, blocks, final norm)."""
+        """Set ``img_size``, ``patch_size``, ``grid_size``, ``depth``, ``num_layer_ids`` (stem, blocks, final norm) and
+        ``last_stage_layer_id`` (the last block; partial fine-tuning trains it and the final norm above it)."""
         self.img_size = img_size
         self.patch_size = self.patch_embed.patch_size[0]
         self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)
         self.depth = depth
         self.num_layer_ids = depth + 2
+        self.last_stage_layer_id = depth
 
     def forward_tokens(self, x: Tensor) -> Tensor:
         """Images ``(B, 3, H, W)`` -> last block's tokens ``(B, P + N, C)`` before the final norm."""

@@ -1,4 +1,4 @@
-"""Lightning module for image classification fine-tuning (full or linear probing)."""
+"""Lightning module for image classification fine-tuning (full, partial or linear probing)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from torch.nn import functional as F
 
 from sonofm.metrics.classification import classification_metrics
 from sonofm.models.classifier import ImageClassifier
-from sonofm.tasks.train_module import SeededTrainingModule
+from sonofm.tasks.freezing import eval_frozen_modules, freeze_backbone
 from sonofm.tasks.optim import OptimConfig
+from sonofm.tasks.train_module import SeededTrainingModule
 
 
 class ClassificationModule(SeededTrainingModule):
@@ -18,7 +19,8 @@ class ClassificationModule(SeededTrainingModule):
         model: the classifier.
         class_names: C class names.
         optim: optimiser settings.
-        mode: ``"full"`` (all parameters, layer-wise LR decay) or ``"linear"`` (frozen backbone, eval mode).
+        mode: ``"full"`` (all parameters, layer-wise LR decay), ``"partial"`` (the backbone's last stage and the
+            head; the rest frozen, in eval mode) or ``"linear"`` (frozen backbone, eval mode).
         label_smoothing: cross-entropy label smoothing.
         class_weights: optional (C,) loss weights (inverse class frequency) for imbalanced data.
         seed: base seed of the per-epoch reseeding (see :class:`SeededTrainingModule`).
@@ -39,9 +41,7 @@ class ClassificationModule(SeededTrainingModule):
         self.mode = mode
         self.label_smoothing = label_smoothing
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(len(class_names)))
-        if mode == "linear":
-            for param in self.model.backbone.parameters():
-                param.requires_grad_(False)
+        freeze_backbone(self.model.backbone, mode)
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
         self.last_results: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -50,8 +50,8 @@ class ClassificationModule(SeededTrainingModule):
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        if self.mode == "linear":
-            self.model.backbone.eval()
+        if self.mode != "full":
+            eval_frozen_modules(self.model.backbone)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch

@@ -103,6 +103,21 @@ def plot_reconstructions(originals: torch.Tensor, corrupted: torch.Tensor, pixel
     return save_figure(figure, path)
 
 
+def plot_gradcam(image: np.ndarray, cam: np.ndarray, path: str | Path, title: str) -> Path:
+    """Two panels: the ``uint8 (H, W, 3)`` image, and the same image under the ``(H, W)`` [0, 1] Grad-CAM heat map."""
+    figure, (image_axes, overlay_axes) = plt.subplots(1, 2, figsize=(6, 3.3))
+    image_axes.imshow(image)
+    image_axes.set_title("image", fontsize=8)
+    overlay_axes.imshow(image)
+    heat = overlay_axes.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    overlay_axes.set_title("Grad-CAM", fontsize=8)
+    for axis in (image_axes, overlay_axes):
+        axis.axis("off")
+    figure.colorbar(heat, ax=overlay_axes, fraction=0.046)
+    figure.suptitle(title, fontsize=9)
+    return save_figure(figure, path)
+
+
 def denormalize(image: torch.Tensor) -> np.ndarray:
     """ImageNet-normalised ``(3, H, W)`` -> ``uint8 (H, W, 3)`` for display."""
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)

@@ -22,6 +22,7 @@ from sonofm.runs.config import save_config
 from sonofm.runs.model_file import save_model
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.tasks.classification import ClassificationModule, inverse_frequency_weights
+from sonofm.tasks.confusion_table import write_confusion_csv
 from sonofm.tasks.figures import plot_confusion_matrix
 from sonofm.tasks.finetune_common import (
     Echo,
@@ -33,6 +34,7 @@ from sonofm.tasks.finetune_common import (
     make_loader,
     write_training_curves,
 )
+from sonofm.tasks.freezing import MODES
 
 CURVE_METRICS = ("train/accuracy", "val/accuracy", "val/balanced_accuracy", "val/macro_f1")
 
@@ -48,7 +50,7 @@ class ClsFinetuneConfig(FinetuneConfig):
     def checks(self) -> list[tuple[bool, str]]:
         return [
             *super().checks(),
-            (self.mode in ("full", "linear"), f"--mode must be full or linear, got {self.mode!r}"),
+            (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
             (self.class_balance in ("loss", "none"), f"class_balance must be loss or none, got {self.class_balance!r}"),
         ]
 
@@ -105,6 +107,7 @@ def _finish(run: RunFolder, config: ClsFinetuneConfig, index: DatasetIndex, modu
         metrics.update({f"{split}/{key}": value for key, value in values.items()})
         matrix = confusion_matrix(result["probs"], result["labels"], index.num_classes)
         plot_confusion_matrix(matrix, index.classes, run.path / f"confusion_matrix_{split}.png", f"{split} ({len(result['labels'])} images)")
+        write_confusion_csv(matrix, index.classes, run.path / f"confusion_matrix_{split}.csv")
         _write_per_class(run.path / f"per_class_{split}.csv", values, index.classes)
     metrics["best_epoch"] = checkpoint_epoch(best, config.epochs)
     save_model(module.model, run.model, model_metadata(config, index))
@@ -126,7 +129,7 @@ def format_metrics(metrics: dict[str, float], run_path: Path) -> str:
     for key in ("val/balanced_accuracy", "test/accuracy", "test/balanced_accuracy", "test/macro_f1", "test/auroc"):
         if key in metrics:
             lines.append(f"  {key:24s} {metrics[key]:.4f}")
-    lines.append("  metrics.json, confusion_matrix_test.png, per_class_test.csv, log.csv, model.safetensors")
+    lines.append("  metrics.json, confusion_matrix_test.png/.csv, per_class_test.csv, log.csv, model.safetensors")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from sonofm.errors import SonofmError
 from sonofm.runs.run_folder import RunFolder
 from sonofm.tasks.epoch_log import EpochCsvLog
 from sonofm.tasks.figures import plot_training_curves
-from sonofm.tasks.optim import OptimConfig
+from sonofm.tasks.optim import OPTIMIZERS, OptimConfig
 from sonofm.tasks.precision import PRECISIONS, resolve_precision
 
 Echo = Callable[[str], None]
@@ -35,6 +35,7 @@ class TrainingConfig:
 
     ``seed`` seeds initialisation, data order, augmentation and the ``train_fraction`` subset; the train/val/test
     split uses ``split_seed`` (default: ``seed``), so experiments can vary the seed on one fixed split.
+    ``split_file``, when set, gives that split instead: a ``name,split,group,label`` CSV as ``split.csv`` is written.
     """
 
     data: str = ""
@@ -47,6 +48,7 @@ class TrainingConfig:
     split_seed: int | None = None
     group_by: str | None = None
     split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    split_file: str | None = None
     precision: str = "auto"
     num_workers: int = 1
     accelerator: str = "auto"
@@ -67,6 +69,8 @@ class TrainingConfig:
             (self.img_size >= 16 and self.img_size % 16 == 0, f"--img-size must be a multiple of 16, got {self.img_size}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (len(self.split_ratios) == 3 and abs(sum(self.split_ratios) - 1) < 1e-6, "split_ratios must be 3 numbers summing to 1"),
+            (self.optim.optimizer in OPTIMIZERS,
+             f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optim.optimizer!r}"),
         ]
 
     def validate(self) -> None:
@@ -94,11 +98,15 @@ class FinetuneConfig(TrainingConfig):
 
 def load_or_make_splits(run: RunFolder, index: DatasetIndex, config: TrainingConfig,
                         resuming: bool) -> dict[str, list[Sample]]:
-    """The run's saved splits when resuming, else new grouped splits (train cut to ``train_fraction``), saved."""
+    """The run's saved splits when resuming, else those of ``config.split_file`` or new grouped splits; the training
+    split cut to ``train_fraction``, then saved."""
     if resuming and run.split.is_file():
         return load_split(run.split, index)
-    split_seed = config.seed if config.split_seed is None else config.split_seed
-    splits = split_samples(index, ratios=config.split_ratios, seed=split_seed)
+    if config.split_file:
+        splits = load_split(config.split_file, index)
+    else:
+        split_seed = config.seed if config.split_seed is None else config.split_seed
+        splits = split_samples(index, ratios=config.split_ratios, seed=split_seed)
     if config.train_fraction < 1:
         splits["train"] = train_fraction(splits["train"], config.train_fraction, seed=config.seed)
     if not splits.get("train"):
@@ -174,6 +182,12 @@ def fit_selecting_best(config: Any, run: RunFolder, module: L.LightningModule, l
     )
     best = run.checkpoints / "best.ckpt"
     return trainer, str(best) if has_val and best.is_file() else None
+
+
+def load_best_weights(module: L.LightningModule, best: str | None) -> None:
+    """Load the weights of checkpoint ``best`` into ``module``; keep the last epoch's when there is none."""
+    if best is not None:
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
 
 
 def checkpoint_epoch(path: str | None, epochs: int) -> float:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 
 from sonofm.data.datasets import SegmentationDataset
 from sonofm.data.layouts import load_index
@@ -25,6 +24,7 @@ from sonofm.tasks.finetune_common import (
     checkpoint_epoch,
     describe_start,
     fit_selecting_best,
+    load_best_weights,
     load_or_make_splits,
     make_loader,
     write_training_curves,
@@ -100,8 +100,7 @@ def finetune_segmenter(config: SegFinetuneConfig, out: str | Path, overwrite: bo
     trainer, best = fit_selecting_best(config, run, module, loaders, "val/dice", callbacks)
     if not trainer.is_global_zero:
         return {}
-    if best is not None:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    load_best_weights(module, best)
     return _finish(run, config, index, splits, module.model, best, pixel_column, echo)
 
 

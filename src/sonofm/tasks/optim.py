@@ -1,4 +1,5 @@
-"""Optimiser and schedule shared by fine-tuning tasks: AdamW with layer-wise LR decay, warmup + cosine per step."""
+"""Optimiser and schedule shared by fine-tuning tasks: AdamW (or Adam) with layer-wise LR decay, warmup + cosine
+per step."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sonofm.errors import SonofmError
+
+# ``optim.optimizer`` -> optimiser. AdamW decouples weight decay from the gradient; Adam adds it to the gradient
+# (L2 regularisation), as older recipes such as USCL's fine-tuning do.
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+
 NO_DECAY_NAME_PARTS = ("cls_token", "mask_token", "pos_embed", "relative_position_bias_table")
 
 
@@ -16,9 +23,10 @@ class OptimConfig:
     """Optimiser settings (``--set optim.<key>=...``). ``lr`` is the peak LR of the top layer (the head).
 
     ``layer_decay`` ``None`` means 0.65 when fine-tuning from pretrained weights and 1.0 (none) from scratch, where
-    damping the lower layers only slows learning.
+    damping the lower layers only slows learning. ``optimizer`` is a key of :data:`OPTIMIZERS`.
     """
 
+    optimizer: str = "adamw"
     lr: float = 5e-4
     weight_decay: float = 0.05
     layer_decay: float | None = None
@@ -28,8 +36,15 @@ class OptimConfig:
     grad_clip: float = 5.0
 
 
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """The optimiser called ``name`` in :data:`OPTIMIZERS`; SonofmError naming ``optim.optimizer`` otherwise."""
+    if name not in OPTIMIZERS:
+        raise SonofmError(f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+    return OPTIMIZERS[name]
+
+
 def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict]:
-    """AdamW groups: LR scale ``layer_decay ** (top - layer_id)``; no weight decay on 1-D params, tokens, bias tables.
+    """Optimiser groups: LR scale ``layer_decay ** (top - layer_id)``; no weight decay on 1-D params, tokens, tables.
 
     ``model`` must expose ``layer_id(name) -> int`` and ``num_layer_ids``; frozen parameters are left out.
     """
@@ -48,12 +63,14 @@ def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay:
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
+    """``config.optimizer`` over :func:`layer_decay_param_groups` of ``model``, each group at ``lr * lr_scale``."""
+    optimizer = optimizer_class(config.optimizer)
     layer_decay = 1.0 if config.layer_decay is None else config.layer_decay
     groups = layer_decay_param_groups(model, config.weight_decay, layer_decay)
     for group in groups:
         group["lr"] = config.lr * group["lr_scale"]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+    return optimizer(groups, lr=config.lr, betas=config.betas)
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, min_lr_ratio: float):

@@ -23,7 +23,7 @@ from sonofm.tasks.epoch_log import EpochCsvLog
 from sonofm.tasks.finetune_common import Echo, make_loader, make_trainer
 from sonofm.tasks.mim_module import MimModule, ReconstructionFigures
 from sonofm.tasks.optim import OptimConfig
-from sonofm.tasks.precision import PRECISIONS
+from sonofm.tasks.pretrain_common import PretrainingConfig
 
 OFFICIAL_EXPORT = "encoder_usfm_layout.pth"
 FIGURE_DIR = "reconstructions"
@@ -35,54 +35,28 @@ def _pretrain_optim() -> OptimConfig:
 
 
 @dataclass
-class MimPretrainConfig:
-    """Everything that defines a pretraining run (saved as ``config.yaml``).
+class MimPretrainConfig(PretrainingConfig):
+    """Everything that defines a MIM pretraining run (saved as ``config.yaml``).
 
-    ``epochs`` or ``max_steps`` (optimiser steps; wins when set) bound training. ``model_args`` go to the backbone;
-    USFM ViTs default to one relative position table shared by all blocks (``shared_rel_pos_bias``), as USFM's
-    released weights have, so the export in the official layout is exact. ``figure_every`` is in optimiser steps
-    (0: only at the end); ``checkpoint_every`` likewise (``last.ckpt`` is also written at every epoch's end).
+    ``model_args`` go to the backbone; USFM ViTs default to one relative position table shared by all blocks
+    (``shared_rel_pos_bias``), as USFM's released weights have, so the export in the official layout is exact.
+    ``figure_every`` is in optimiser steps (0: only at the end).
     """
 
-    data: list[str] = field(default_factory=list)
     model: str = "usfm_vit_base_patch16"
     model_args: dict[str, Any] = field(default_factory=dict)
-    img_size: int = 224
-    epochs: int = 100
-    max_steps: int | None = None
-    batch_size: int = 64
-    accumulate: int = 1
-    seed: int = 0
-    precision: str = "auto"
     drop_path: float = 0.1
-    num_workers: int = 1
-    accelerator: str = "auto"
-    devices: str = "1"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    progress: bool = True
     figure_every: int = 500
     figure_images: int = 6
-    checkpoint_every: int = 500
     mim: MimConfig = field(default_factory=MimConfig)
     optim: OptimConfig = field(default_factory=_pretrain_optim)
 
-    def validate(self) -> None:
-        """Raise SonofmError for the first value outside its range."""
-        checks = [
-            (bool(self.data), "--data needs at least one folder"),
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.accumulate >= 1, f"--accumulate must be >= 1, got {self.accumulate}"),
-            (self.img_size >= 16 and self.img_size % 16 == 0, f"--img-size must be a multiple of 16, got {self.img_size}"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
-            (self.figure_every >= 0 and self.checkpoint_every >= 0, "figure_every and checkpoint_every must be >= 0"),
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            *super().checks(),
+            (self.figure_every >= 0, "figure_every must be >= 0"),
             (self.figure_images >= 1, f"figure_images must be >= 1, got {self.figure_images}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise SonofmError(message)
 
 
 def build_mim_model(config: MimPretrainConfig) -> MaskedImageModel:

@@ -36,6 +36,7 @@ from sonofm.tasks.finetune_common import (
     checkpoint_epoch,
     describe_start,
     fit_selecting_best,
+    load_best_weights,
     load_or_make_splits,
     make_loader,
     write_training_curves,
@@ -133,6 +134,7 @@ def finetune_sam(config: SamFinetuneConfig, out: str | Path, overwrite: bool = F
     config.validate()
     sampling = config.sampling()
     index = _load_data(config)
+    L.seed_everything(config.seed, workers=True, verbose=False)  # LoRA initialisation
     model = build_adapted_sam(Path(config.sam_checkpoint).resolve(), config.sam_type, config.img_size,
                               index.classes, config.encoder_tuning, config.lora_rank)
     echo(model.sam.load_report.summary())
@@ -160,6 +162,7 @@ def train_prompter(config: PrompterConfig, out: str | Path, overwrite: bool = Fa
                           f"{base_run.path} has {len(base_meta['classes'])}")
     model = load_adapted_sam(base_run.model)
     model.classes = index.classes
+    L.seed_everything(config.seed, workers=True, verbose=False)  # prompter initialisation
     model.add_prompter(config.tokens_per_class, config.depth)
     module = SamModule(model, "prompter", config.optim, config.loss(), PromptSampling(), config.ignore_index,
                        cached=config.cache_embeddings, seed=config.seed)
@@ -178,7 +181,6 @@ def _train(config: SamTrainingConfig, out: str | Path, overwrite: bool, index: D
            mode: str, extra_metadata: dict, echo: Echo, callbacks: list[L.Callback] | None) -> dict[str, float]:
     run, resuming = prepare_run(out, config, overwrite=overwrite)
     pixel_column = pixel_size_column(index.samples, config.pixel_size_column)
-    L.seed_everything(config.seed, workers=True, verbose=False)
     splits = load_or_make_splits(run, index, config, resuming)
     save_config(config, run.config)
     echo(describe_start(index, splits, run, resuming))
@@ -192,8 +194,7 @@ def _train(config: SamTrainingConfig, out: str | Path, overwrite: bool, index: D
     trainer, best = fit_selecting_best(config, run, module, loaders, "val/dice", callbacks)
     if not trainer.is_global_zero:
         return {}
-    if best is not None:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    load_best_weights(module, best)
     model: AdaptedSam = module.model.eval()
     kinds = list(extra_metadata["prompts"])
     metrics: dict[str, float] = {}

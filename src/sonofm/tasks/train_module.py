@@ -12,7 +12,8 @@ from sonofm.tasks.optim import OptimConfig, build_optimizer, warmup_cosine
 
 
 class SeededTrainingModule(L.LightningModule):
-    """AdamW + layer-wise LR decay + warmup-cosine per optimiser step, and reseeding at every epoch.
+    """AdamW (or ``optim.optimizer``) + layer-wise LR decay + warmup-cosine per optimiser step, and reseeding at every
+    epoch.
 
     ``seed``: every epoch reseeds the global RNG (drop path, dropout) with ``seed`` and the epoch, so a resumed run
     draws the same masks as an uninterrupted one (data order and augmentation are seeded by ``SeededEpochSampler``).

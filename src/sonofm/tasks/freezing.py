@@ -1,0 +1,36 @@
+"""Which backbone parameters a fine-tuning mode trains, and keeping the frozen parts in eval mode."""
+
+from __future__ import annotations
+
+from torch import nn
+
+# full: everything trains; partial: the backbone's last stage (and everything above the backbone); linear: nothing
+# of the backbone.
+MODES = ("full", "partial", "linear")
+
+
+def last_stage_layer_id(backbone: nn.Module) -> int:
+    """The lowest layer id of the backbone's last stage: ``last_stage_layer_id`` where the backbone sets it (a ViT's
+    last block, below its final norm), else its top id ``num_layer_ids - 1`` (a ResNet's layer4)."""
+    return getattr(backbone, "last_stage_layer_id", backbone.num_layer_ids - 1)
+
+
+def freeze_backbone(backbone: nn.Module, mode: str) -> None:
+    """Stop gradients to the backbone parameters that ``mode`` does not train (see :data:`MODES`)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown fine-tuning mode {mode!r}; use one of {', '.join(MODES)}")
+    if mode == "full":
+        return
+    first_trained = last_stage_layer_id(backbone) if mode == "partial" else backbone.num_layer_ids
+    for name, param in backbone.named_parameters():
+        if backbone.layer_id(name) < first_trained:
+            param.requires_grad_(False)
+
+
+def eval_frozen_modules(module: nn.Module) -> None:
+    """Put every submodule whose parameters are all frozen into eval mode, so BatchNorm statistics, dropout and drop
+    path of the frozen parts behave as at inference; call it after Lightning switches the model to train mode."""
+    for child in module.modules():
+        params = list(child.parameters())
+        if params and not any(param.requires_grad for param in params):
+            child.eval()

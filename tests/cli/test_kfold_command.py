@@ -1,0 +1,114 @@
+"""`sonofm kfold` and `--preset` through the CLI: flag wiring, presets and overrides, one-line errors (exit code 2)."""
+
+import json
+
+import pytest
+import yaml
+
+from sonofm.cli.finetune import CLS_FLAGS, cls_config_from_args
+from sonofm.cli.kfold import KFOLD_FLAGS
+from sonofm.cli.main import build_parser, main
+from sonofm.data.layouts import load_index
+from sonofm.data.phantom import write_phantom_dataset
+from sonofm.data.splits import save_folds
+from sonofm.tasks.finetune_cls import ClsFinetuneConfig
+from sonofm.tasks.kfold import KfoldConfig
+
+FAST = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 1}", "--img-size", "32", "--epochs", "1",
+        "--num-workers", "0", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=8, size=64, seed=3) / "cls"
+
+
+def config_for(argv: list[str]):
+    args = build_parser().parse_args(argv)
+    if args.command == "kfold":
+        return cls_config_from_args(KfoldConfig(), args, KFOLD_FLAGS)
+    return cls_config_from_args(ClsFinetuneConfig(), args, CLS_FLAGS)
+
+
+@pytest.mark.parametrize("command", [["finetune", "cls"], ["kfold"]])
+def test_uscl_preset_and_overrides(command):
+    config = config_for([*command, "--data", "d", "--out", "o", "--preset", "uscl"])
+    assert (config.mode, config.epochs, config.batch_size) == ("partial", 30, 32)
+    optim = config.optim
+    assert (optim.optimizer, optim.lr, optim.weight_decay, optim.layer_decay, optim.warmup_epochs) == (
+        "adam", 0.01, 1e-4, 1.0, 0.0)
+    # explicit flags and --set win over the preset
+    config = config_for([*command, "--data", "d", "--out", "o", "--preset", "uscl", "--epochs", "5", "--lr", "0.001",
+                         "--mode", "full", "--set", "optim.weight_decay=0", "--set", "batch_size=8"])
+    assert (config.mode, config.epochs, config.batch_size, config.optim.lr, config.optim.weight_decay) == (
+        "full", 5, 8, 0.001, 0.0)
+    assert config.optim.optimizer == "adam"
+    assert config_for([*command, "--data", "d", "--out", "o"]).optim.optimizer == "adamw"  # no preset: defaults
+
+
+def test_kfold_flags():
+    config = config_for(["kfold", "--data", "d", "--out", "o", "--folds", "3", "--fold-file", "f.csv",
+                         "--gradcam-per-class", "0", "--group-by", "group", "--mode", "partial", "--task", "cls"])
+    assert (config.folds, config.fold_file, config.gradcam_per_class, config.group_by, config.mode, config.task) == (
+        3, "f.csv", 0, "group", "partial", "cls")
+
+
+def test_kfold_runs_from_the_command_line_with_a_preset(phantom, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["kfold", "--data", str(phantom), "--folds", "2", "--preset", "uscl", "--gradcam-per-class", "0",
+                 "--out", str(out), *FAST]) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert (config["mode"], config["epochs"], config["optim"]["optimizer"]) == ("partial", 1, "adam")
+    assert config["folds"] == 2
+    assert yaml.safe_load((out / "fold_1/config.yaml").read_text())["optim"]["lr"] == 0.01
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"fold_0/test/accuracy", "mean/accuracy", "std/accuracy", "pooled/macro_f1"} <= metrics.keys()
+    printed = capsys.readouterr().out
+    assert "pooled" in printed and "mean" in printed
+
+
+def test_unknown_task(phantom, tmp_path, cli_error):
+    message = cli_error(["kfold", "--task", "seg", "--data", str(phantom), "--out", str(tmp_path / "r"), *FAST])
+    assert "--task must be one of cls" in message and "'seg'" in message and not (tmp_path / "r").exists()
+
+
+def test_too_few_folds(phantom, tmp_path, cli_error):
+    message = cli_error(["kfold", "--folds", "1", "--data", str(phantom), "--out", str(tmp_path / "r"), *FAST])
+    assert "--folds must be >= 2, got 1" in message and not (tmp_path / "r").exists()
+    message = cli_error(["kfold", "--folds", "50", "--data", str(phantom), "--out", str(tmp_path / "r"), *FAST])
+    assert "only 8 groups; cannot make 50 grouped folds" in message and not (tmp_path / "r").exists()
+
+
+def test_fold_file_naming_unknown_images(phantom, tmp_path, cli_error):
+    folds = tmp_path / "folds.csv"
+    folds.write_text("name,fold,group,label\ncyst/cyst_g000_f0.png,0,cyst_g000,0\ncyst/ghost.png,1,g,0\n")
+    message = cli_error(["kfold", "--fold-file", str(folds), "--data", str(phantom), "--out", str(tmp_path / "r"),
+                         *FAST])
+    assert "folds.csv names 1 images missing from" in message and "cyst/ghost.png" in message
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("problem", ["group in two folds", "fold count", "gap"])
+def test_bad_fold_files(phantom, tmp_path, cli_error, problem):
+    index = load_index(phantom, task="cls")
+    folds = [position % 2 for position in range(len(index.samples))]  # frames of a group alternate: split groups
+    extra = []
+    if problem == "fold count":
+        folds = [int(sample.group.endswith("0")) for sample in index.samples]
+        extra = ["--folds", "3"]
+    elif problem == "gap":
+        folds = [2 * int(sample.group.endswith("0")) for sample in index.samples]
+    save_folds(index, folds, tmp_path / "folds.csv")
+    message = cli_error(["kfold", "--fold-file", str(tmp_path / "folds.csv"), "--data", str(phantom),
+                         "--out", str(tmp_path / "r"), *FAST, *extra])
+    expected = {"group in two folds": "puts group 'cyst_g000' (column group) in folds [0, 1]",
+                "fold count": "holds 2 folds but --folds is 3",
+                "gap": "folds must be numbered 0..K-1 with K >= 2 and none empty, found [0, 2]"}[problem]
+    assert expected in message and not (tmp_path / "r").exists()
+
+
+def test_finetune_accepts_partial_mode_and_refuses_unknown_optimizer(phantom, tmp_path, cli_error):
+    assert config_for(["finetune", "cls", "--data", "d", "--out", "o", "--mode", "partial"]).mode == "partial"
+    message = cli_error(["finetune", "cls", "--data", str(phantom), "--out", str(tmp_path / "r"), *FAST,
+                         "--set", "optim.optimizer=sgd"])
+    assert "optim.optimizer must be one of adamw, adam, got 'sgd'" in message and not (tmp_path / "r").exists()
