@@ -71,3 +71,17 @@ def test_the_target_is_updated_once_per_optimiser_step(tmp_path):
     trainer.fit(module, loader)
     assert trainer.global_step == 2 and module.ema_updates == 2  # 4 batches, 2 accumulated optimiser steps
     assert any(not torch.equal(a, b) for a, b in zip(before, model.target.parameters()))
+
+
+def test_a_smaller_core_takes_its_own_pass_at_its_own_size():
+    model = AclusModel("resnet18", 64, AclusConfig(num_ids=4))
+    assert AclusConfig().resolved_core_size(224) == 128 and AclusConfig(core_size=64).resolved_core_size(224) == 64
+    shapes = []
+    original = model.online.forward
+    model.online.forward = lambda images, fractions: shapes.append(tuple(images.shape)) or original(images, fractions)
+    views, view_masks, _, _ = small_batch()
+    core = torch.rand(2, 3, 32, 32)
+    core_masks = torch.randint(0, 3, (2, 32, 32))
+    out = model.losses(views, view_masks, core, core.clone(), core_masks, torch.ones(2, dtype=torch.bool),
+                       torch.Generator().manual_seed(0))
+    assert shapes == [(4, 3, 64, 64), (2, 3, 32, 32)] and torch.isfinite(out["loss"])

@@ -28,15 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mim.add_argument("--data", required=True, nargs="+", metavar="PATH",
                      help="folders scanned recursively for images (labels ignored, duplicates skipped)")
     mim.add_argument("--model", help="encoder (default usfm_vit_base_patch16; see `sonofm models`)")
-    mim.add_argument("--img-size", type=int, help="square input size (default 224)")
-    bound = mim.add_mutually_exclusive_group()
-    bound.add_argument("--epochs", type=int, help="passes over the images (default 100)")
-    bound.add_argument("--max-steps", type=int, help="optimiser steps instead of epochs")
-    mim.add_argument("--batch-size", type=int, help="images per step and device (default 64)")
-    mim.add_argument("--accumulate", type=int, help="gradient accumulation steps (default 1)")
-    mim.add_argument("--seed", type=int, help="seed for masks, order, augmentation and init (default 0)")
-    mim.add_argument("--lr", type=float, help="peak learning rate (default 2e-4)")
-    add_hardware_flags(mim)
+    _add_schedule_flags(mim, default_epochs=100, seeds="masks, order, augmentation and init",
+                        lr_help="peak learning rate (default 2e-4)")
     add_output_flags(mim, "run", "--set mim.mask_ratio=0.5 --set mim.frequency=false")
     mim.set_defaults(handler=run_pretrain_mim)
 
@@ -49,17 +42,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     aclus.add_argument("--masks", required=True, nargs="+", metavar="PATH",
                        help="one anatomy-map folder per --data folder (same relative paths), or one automask index.csv")
     aclus.add_argument("--model", help="resnet18 (default) or resnet50")
-    aclus.add_argument("--img-size", type=int, help="square view size (default 224)")
-    aclus_bound = aclus.add_mutually_exclusive_group()
-    aclus_bound.add_argument("--epochs", type=int, help="passes over the images (default 300)")
-    aclus_bound.add_argument("--max-steps", type=int, help="optimiser steps instead of epochs")
-    aclus.add_argument("--batch-size", type=int, help="images per step and device (default 64)")
-    aclus.add_argument("--accumulate", type=int, help="gradient accumulation steps (default 1)")
-    aclus.add_argument("--seed", type=int, help="seed for views, ids, corruption, order and init (default 0)")
-    aclus.add_argument("--lr", type=float, help="LARS base learning rate per 256 images (default 0.3)")
-    add_hardware_flags(aclus)
+    _add_schedule_flags(aclus, default_epochs=300, seeds="views, ids, corruption, order and init",
+                        lr_help="LARS base learning rate per 256 images (default 0.3)")
     add_output_flags(aclus, "run", "--set aclus.num_ids=8 --set aclus.background=false")
     aclus.set_defaults(handler=run_pretrain_aclus)
+
+
+def _add_schedule_flags(parser: argparse.ArgumentParser, default_epochs: int, seeds: str, lr_help: str) -> None:
+    """``--img-size``, ``--epochs`` | ``--max-steps``, ``--batch-size``, ``--accumulate``, ``--seed``, ``--lr`` and
+    the hardware flags."""
+    parser.add_argument("--img-size", type=int, help="square input size (default 224)")
+    bound = parser.add_mutually_exclusive_group()
+    bound.add_argument("--epochs", type=int, help=f"passes over the images (default {default_epochs})")
+    bound.add_argument("--max-steps", type=int, help="optimiser steps instead of epochs")
+    parser.add_argument("--batch-size", type=int, help="images per step and device (default 64)")
+    parser.add_argument("--accumulate", type=int, help="gradient accumulation steps (default 1)")
+    parser.add_argument("--seed", type=int, help=f"seed for {seeds} (default 0)")
+    parser.add_argument("--lr", type=float, help=lr_help)
+    add_hardware_flags(parser)
 
 
 def run_pretrain_mim(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from sonofm.methods.aclus.corruption import corrupt
 from sonofm.methods.aclus.model import AclusModel, ema_momentum
+from sonofm.tasks.train_module import steps_per_epoch
 
 
 @dataclass
@@ -83,17 +84,9 @@ class AclusModule(L.LightningModule):
                           {"params": plain, "weight_decay": 0.0}],
                          lr=peak, momentum=config.momentum, trust_coeff=config.trust_coeff)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(total // 2, round(config.warmup_epochs * self._steps_per_epoch(total)))
+        warmup = min(total // 2, round(config.warmup_epochs * steps_per_epoch(self.trainer, total)))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine_to_zero(total, warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def _steps_per_epoch(self, total: int) -> float:
-        trainer = self.trainer
-        if trainer.max_epochs is not None and trainer.max_epochs > 0:
-            return total / trainer.max_epochs
-        if trainer.train_dataloader is None:
-            trainer.fit_loop.setup_data()
-        return math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
 
 
 def warmup_cosine_to_zero(total_steps: int, warmup_steps: int):

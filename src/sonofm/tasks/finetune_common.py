@@ -20,6 +20,7 @@ from sonofm.data.records import DatasetIndex, Sample
 from sonofm.data.sampling import SeededEpochSampler
 from sonofm.data.splits import load_split, save_split, split_samples, train_fraction
 from sonofm.errors import SonofmError
+from sonofm.tasks.hardware import HardwareConfig
 from sonofm.runs.run_folder import RunFolder
 from sonofm.tasks.epoch_log import EpochCsvLog
 from sonofm.tasks.figures import plot_training_curves
@@ -30,7 +31,7 @@ Echo = Callable[[str], None]
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(HardwareConfig):
     """Options shared by every supervised training command on a labelled dataset (each config adds its own).
 
     ``seed`` seeds initialisation, data order, augmentation and the ``train_fraction`` subset; the train/val/test
@@ -49,13 +50,6 @@ class TrainingConfig:
     group_by: str | None = None
     split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
     split_file: str | None = None
-    precision: str = "auto"
-    num_workers: int = 1
-    accelerator: str = "auto"
-    devices: str = "1"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    progress: bool = True
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def checks(self) -> list[tuple[bool, str]]:

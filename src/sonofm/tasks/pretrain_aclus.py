@@ -45,6 +45,8 @@ class AclusPretrainConfig(PretrainingConfig):
             (self.img_size % 32 == 0, f"--img-size must be a multiple of 32 for the four scales, got {self.img_size}"),
             (self.aclus.num_ids >= 1, f"aclus.num_ids must be >= 1, got {self.aclus.num_ids}"),
             (self.aclus.temperature > 0, f"aclus.temperature must be > 0, got {self.aclus.temperature}"),
+            (self.aclus.core_size is None or (self.aclus.core_size >= 32 and self.aclus.core_size % 32 == 0),
+             f"aclus.core_size must be a multiple of 32, got {self.aclus.core_size}"),
         ]
 
 
@@ -64,7 +66,9 @@ def pretrain_aclus(config: AclusPretrainConfig, out: str | Path, overwrite: bool
     echo(f"{'resuming' if resuming else 'starting'} {run.path}: ACLUS {config.model} at {config.img_size} px, "
          f"{len(pairs)} images with anatomy maps, global batch {global_batch}")
     module = AclusModule(model, config.optim, global_batch, seed=config.seed)
-    loader = make_loader(AclusDataset(pairs, config.img_size, config.aclus.crop_scale), config, train=True)
+    dataset = AclusDataset(pairs, config.img_size, config.aclus.crop_scale,
+                           config.aclus.resolved_core_size(config.img_size))
+    loader = make_loader(dataset, config, train=True)
     checkpoint = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0, enable_version_counter=False,
                                  every_n_train_steps=config.checkpoint_every or None)
     trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sonofm.errors import SonofmError
+from sonofm.tasks.hardware import HardwareConfig
 from sonofm.tasks.precision import PRECISIONS
 
 
 @dataclass
-class PretrainingConfig:
+class PretrainingConfig(HardwareConfig):
     """Options shared by pretraining methods (each method's config adds its own).
 
     ``epochs`` or ``max_steps`` (optimiser steps; wins when set) bound training; ``checkpoint_every`` is in
@@ -24,13 +25,6 @@ class PretrainingConfig:
     batch_size: int = 64
     accumulate: int = 1
     seed: int = 0
-    precision: str = "auto"
-    num_workers: int = 1
-    accelerator: str = "auto"
-    devices: str = "1"
-    strategy: str = "auto"
-    num_nodes: int = 1
-    progress: bool = True
     checkpoint_every: int = 500
 
     def checks(self) -> list[tuple[bool, str]]:

@@ -33,16 +33,17 @@ class SeededTrainingModule(L.LightningModule):
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.optim_config)
         total = int(self.trainer.estimated_stepping_batches)
-        warmup = round(self.optim_config.warmup_epochs * self._steps_per_epoch(total))
+        warmup = round(self.optim_config.warmup_epochs * steps_per_epoch(self.trainer, total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, warmup_cosine(total, warmup, self.optim_config.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def _steps_per_epoch(self, total: int) -> float:
-        trainer = self.trainer
-        if trainer.max_epochs is not None and trainer.max_epochs > 0:
-            return total / trainer.max_epochs
-        if trainer.train_dataloader is None:
-            trainer.fit_loop.setup_data()
-        return math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+
+def steps_per_epoch(trainer: L.Trainer, total: int) -> float:
+    """Optimiser steps per epoch of ``trainer`` training ``total`` steps in all (epoch- or ``max_steps``-bounded)."""
+    if trainer.max_epochs is not None and trainer.max_epochs > 0:
+        return total / trainer.max_epochs
+    if trainer.train_dataloader is None:
+        trainer.fit_loop.setup_data()
+    return math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)

@@ -19,8 +19,9 @@ Sample = dict[str, Tensor]
 
 
 class AclusDataset(Dataset):
-    """Per image: ``views`` (2, 3, S, S) and ``core`` (3, S, S) in [0, 1] (not normalised: the core is corrupted
-    in pixel space later), ``view_masks`` (2, S, S) and ``core_mask`` (S, S) int64 ids, ``core_valid`` (bool).
+    """Per image: ``views`` (2, 3, S, S) and ``core`` (3, C, C) in [0, 1] (not normalised: the core is corrupted
+    in pixel space later), ``view_masks`` (2, S, S) and ``core_mask`` (C, C) int64 ids, ``core_valid`` (bool);
+    C = ``core_size`` (default S).
 
     View 1 is blurred always and never solarised, view 2 blurred with p 0.1 and solarised with p 0.2 (BYOL's
     asymmetric recipe). View 2 is redrawn up to 10 times until it overlaps view 1; if it never does, the core is
@@ -28,9 +29,10 @@ class AclusDataset(Dataset):
     """
 
     def __init__(self, pairs: Sequence[tuple[Path, Path]], img_size: int = 224,
-                 crop_scale: tuple[float, float] = (0.08, 1.0)) -> None:
+                 crop_scale: tuple[float, float] = (0.08, 1.0), core_size: int | None = None) -> None:
         self.pairs = list(pairs)
         self.img_size = img_size
+        self.core_size = core_size or img_size
         self.crop_scale = crop_scale
 
     def __len__(self) -> int:
@@ -56,7 +58,7 @@ class AclusDataset(Dataset):
         size = self.img_size
         view_a, mask_a = render_view(image, mask, first, size)
         view_b, mask_b = render_view(image, mask, second, size)
-        core, core_mask = render_view(image, mask, ViewParams(core_box or first.box, flip=False), size)
+        core, core_mask = render_view(image, mask, ViewParams(core_box or first.box, flip=False), self.core_size)
         return {
             "views": torch.stack([photometric(view_a, generator, blur_p=1.0, solarize_p=0.0),
                                   photometric(view_b, generator, blur_p=0.1, solarize_p=0.2)]),

@@ -3,7 +3,8 @@
 Online network = ResNet-FPN + projectors (C5: its own; P4/P3/P2: one shared) + a predictor shared by all scales;
 the target network is an EMA copy of the online network without the predictor. A step feeds the online network
 [view a, view b, corrupted core] and the target network [view a, view b, clean core] (each one batched pass), pools
-every scale on the same anatomy ids for both networks, and sums per scale the DetCon-B loss between the views and
+every scale on the same anatomy ids for both networks (views and core in one pass when the core has the views'
+size, else one pass each), and sums per scale the DetCon-B loss between the views and
 ``context_weight`` x the regression of the clean core's target embeddings from the corrupted core's predictions.
 """
 
@@ -30,10 +31,16 @@ class AclusConfig:
     """Method settings (``--set aclus.<key>=...``).
 
     ``background``: whether id 0 counts as an anatomy (the reference counts it, including the black area around
-    the fan). ``sample_by_area``: draw ids in proportion to their area instead of uniformly.
+    the fan). ``sample_by_area``: draw ids in proportion to their area instead of uniformly. ``core_size``: the side
+    the core (the views' overlap, on average smaller than a view) is rendered at; None: half the view size rounded
+    to a multiple of 32 (128 for 224 px views; the reference renders it at the view size).
     """
 
+    def resolved_core_size(self, img_size: int) -> int:
+        return self.core_size or max(32, 32 * round(img_size / 64))
+
     num_ids: int = 16
+    core_size: int | None = None
     temperature: float = 0.1
     context_weight: float = 1.0
     background: bool = True
@@ -96,8 +103,8 @@ class AclusModel(nn.Module):
 
     def losses(self, views: Tensor, view_masks: Tensor, core: Tensor, corrupted: Tensor, core_masks: Tensor,
                core_valid: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
-        """views (2, B, 3, S, S) and core, corrupted (B, 3, S, S) in [0, 1]; view_masks (2, B, S, S) and core_masks
-        (B, S, S) int64 id maps; core_valid (B,) bool (False when the views did not overlap).
+        """views (2, B, 3, S, S) and core, corrupted (B, 3, C, C) in [0, 1]; view_masks (2, B, S, S) and core_masks
+        (B, C, C) int64 id maps; core_valid (B,) bool (False when the views did not overlap).
 
         Returns ``loss``, ``contrast`` and ``context`` (sums over the scales) and per-scale terms.
         """
@@ -109,12 +116,12 @@ class AclusModel(nn.Module):
         view_ids, view_valid = sample_ids(shared, config.num_ids, generator, config.sample_by_area)
         core_ids, core_has_ids = sample_ids(id_presence(core_masks, num_ids, config.background), config.num_ids,
                                             generator, config.sample_by_area)
-        grid = core.shape[-1] // 4
-        fractions = torch.cat([id_fractions(view_masks[0], view_ids, grid), id_fractions(view_masks[1], view_ids, grid),
-                               id_fractions(core_masks, core_ids, grid)])
-        online = self.online(self._normalise(torch.cat([views[0], views[1], corrupted])), fractions)
+        view_fractions = torch.cat([id_fractions(view_masks[0], view_ids, views.shape[-1] // 4),
+                                    id_fractions(view_masks[1], view_ids, views.shape[-1] // 4)])
+        core_fractions = id_fractions(core_masks, core_ids, core.shape[-1] // 4)
+        online = self._embed(self.online, torch.cat([views[0], views[1]]), view_fractions, corrupted, core_fractions)
         with torch.no_grad():
-            target = self.target(self._normalise(torch.cat([views[0], views[1], core])), fractions)
+            target = self._embed(self.target, torch.cat([views[0], views[1]]), view_fractions, core, core_fractions)
         context_valid = core_valid & core_has_ids
         out: dict[str, Tensor] = {}
         for scale, online_scale, target_scale in zip(SCALES, online, target):
@@ -127,6 +134,14 @@ class AclusModel(nn.Module):
         out["context"] = sum(out[f"context_{scale}"] for scale in SCALES)
         out["loss"] = out["contrast"] + config.context_weight * out["context"]
         return out
+
+    def _embed(self, network: AclusNetwork, views: Tensor, view_fractions: Tensor, core: Tensor,
+               core_fractions: Tensor) -> list[Tensor]:
+        """Per scale, embeddings of the views then the core: one pass when they share a size, else one each."""
+        if views.shape[-1] == core.shape[-1]:
+            return network(self._normalise(torch.cat([views, core])), torch.cat([view_fractions, core_fractions]))
+        both = zip(network(self._normalise(views), view_fractions), network(self._normalise(core), core_fractions))
+        return [torch.cat([for_views, for_core]) for for_views, for_core in both]
 
     def _normalise(self, images: Tensor) -> Tensor:
         return (images - self.mean) / self.std
