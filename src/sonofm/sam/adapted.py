@@ -92,8 +92,7 @@ class AdaptedSam(nn.Module):
         ``stage="prompter"``: the prompter and the mask decoder train. Everything else is frozen."""
         for name, param in self.named_parameters():
             if stage == "adapt":
-                param.requires_grad = name.startswith("sam.mask_decoder.") or is_lora_parameter(name) or (
-                    self.encoder_tuning == "full" and name.startswith("sam.image_encoder."))
+                param.requires_grad = self._is_adapted(name) and not name.startswith("prompter.")
             else:
                 param.requires_grad = name.startswith(("sam.mask_decoder.", "prompter."))
 

@@ -15,7 +15,7 @@ from sonofm.data.image_io import image_size
 from sonofm.data.records import Sample
 from sonofm.errors import SonofmError
 from sonofm.sam.adapted import AdaptedSam
-from sonofm.sam.prompts import prompts_from_masks
+from sonofm.sam.prompts import Prompts, prompts_from_masks
 from sonofm.tasks.seg_evaluation import plot_label_maps, score_label_maps
 from sonofm.tasks.seg_inference import autocast_for, inference_device, segment_images
 
@@ -54,7 +54,7 @@ def sam_label_maps(model: AdaptedSam, samples: Sequence[Sample], mode: str, kind
                 position += 1
 
 
-def _assemble(probs: torch.Tensor | None, prompts, image: int, size: tuple[int, int]) -> torch.Tensor:
+def _assemble(probs: torch.Tensor | None, prompts: Prompts, image: int, size: tuple[int, int]) -> torch.Tensor:
     """Per-pixel class of the most probable prompted mask of ``image`` (above 0.5), at ``size``."""
     labels = torch.zeros(size, dtype=torch.int64)
     if probs is None:

@@ -24,7 +24,7 @@ from sonofm.data.sampling import ItemKey, item_generator
 from sonofm.data.validate import assert_valid
 from sonofm.errors import SonofmError
 from sonofm.runs.atomic import atomic_write_json
-from sonofm.runs.config import load_config, save_config
+from sonofm.runs.config import save_config
 from sonofm.runs.model_file import read_model_metadata, save_tensors
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.sam.adapted import ENCODER_TUNINGS, AdaptedSam, build_adapted_sam, load_adapted_sam
@@ -153,7 +153,6 @@ def train_prompter(config: PrompterConfig, out: str | Path, overwrite: bool = Fa
     base_meta = read_model_metadata(base_run.model)
     if base_meta.get("task") != "sam" or "prompter" in base_meta:
         raise SonofmError(f"--run {base_run.path} is not an A-SAM run from `sonofm sam finetune`")
-    base_config = load_config(SamFinetuneConfig, base_run.config)
     config.img_size = base_meta["img_size"]
     config.validate()
     index = _load_data(config)
@@ -167,7 +166,7 @@ def train_prompter(config: PrompterConfig, out: str | Path, overwrite: bool = Fa
     module = SamModule(model, "prompter", config.optim, config.loss(), PromptSampling(), config.ignore_index,
                        cached=config.cache_embeddings, seed=config.seed)
     extra = {"sam_checkpoint": base_meta["sam_checkpoint"], "sam_type": base_meta["sam_type"],
-             "prompts": base_config.prompts, "base_run": str(base_run.path.resolve())}
+             "prompts": base_meta["prompts"], "base_run": str(base_run.path.resolve())}
     return _train(config, out, overwrite, index, module, "auto", extra, echo, callbacks)
 
 
