@@ -71,8 +71,8 @@ def test_unreadable_missing_and_unsupported_files(tmp_path):
         read_image(junk)
     with pytest.raises(SonofmError, match=r"nope\.png: file not found"):
         read_image(tmp_path / "nope.png")
-    with pytest.raises(SonofmError, match=r"a\.gif: unsupported format GIF"):
-        read_image(save(tmp_path / "a.gif", GRAY))
+    with pytest.raises(SonofmError, match=r"a\.ppm: unsupported format PPM"):
+        read_image(save(tmp_path / "a.ppm", GRAY))
 
 
 def test_mask_ids_are_kept_and_binary_255_becomes_one(tmp_path):

@@ -4,6 +4,9 @@ Images always come back as ``uint8 (H, W, 3)``; masks as ``int64 (H, W)`` class 
 unsupported format, truncated or corrupt data, unusable pixel mode) raises :class:`SonofmError` naming the file.
 Files are decoded fully, so a truncated file fails here rather than inside a DataLoader worker; this relies on
 Pillow's default ``ImageFile.LOAD_TRUNCATED_IMAGES = False``.
+
+DICOM files (``.dcm``/``.dicom``) and frame references (``clip.mp4/clip_f0007``, see :mod:`sonofm.data.frames`)
+are read too; a cine or multi-frame DICOM path given directly reads its first frame.
 """
 
 from __future__ import annotations
@@ -13,18 +16,37 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from sonofm.data.cine_io import CINE_EXTENSIONS, read_cine_frame
+from sonofm.data.dicom_io import DICOM_EXTENSIONS, dicom_size, read_dicom_frame
+from sonofm.data.frames import is_cine_file, is_dicom_file, parse_frame_ref
 from sonofm.errors import SonofmError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-"""File extensions (lower case) the layout readers treat as images."""
+"""File extensions (lower case) of plain images (and masks)."""
+
+INPUT_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS + CINE_EXTENSIONS
+"""File extensions (lower case) the scanners and layout readers accept as image sources."""
 
 _FORMATS = {"PNG", "JPEG", "MPO", "BMP", "TIFF"}  # MPO: the multi-picture JPEG some cameras write
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 
 def is_image_file(path: Path) -> bool:
-    """True for a visible file name ending in one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    """True for a visible file name ending in one of :data:`INPUT_EXTENSIONS` (case-insensitive)."""
+    return path.suffix.lower() in INPUT_EXTENSIONS and not path.name.startswith(".")
+
+
+def _read_special(path: Path) -> np.ndarray | None:
+    """``uint8 (H, W, 3)`` of a frame reference, DICOM or cine path; ``None`` for a plain image path."""
+    parsed = parse_frame_ref(path)
+    if parsed is not None:
+        source, index = parsed
+        return read_cine_frame(source, index) if is_cine_file(source) else read_dicom_frame(source, index)
+    if is_dicom_file(path):
+        return read_dicom_frame(path, 0)
+    if is_cine_file(path):
+        return read_cine_frame(path, 0)
+    return None
 
 
 def _decode(path: Path, what: str) -> Image.Image:
@@ -57,6 +79,9 @@ def read_image(path: str | Path) -> np.ndarray:
     (``round(v * 255 / 65535)``), not stretched per image, so intensities stay comparable between files.
     """
     path = Path(path)
+    special = _read_special(path)
+    if special is not None:
+        return special
     image = _decode(path, "image")
     if image.mode in _SIXTEEN_BIT_MODES:
         wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
@@ -104,8 +129,15 @@ def unique_ids(mask: np.ndarray) -> list[int]:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """``(width, height)`` of an image file, read from its header without decoding the pixels."""
+    """``(width, height)`` of an image file, read from its header without decoding the pixels (a cine is decoded)."""
     path = Path(path)
+    parsed = parse_frame_ref(path)
+    if parsed is not None or is_dicom_file(path) or is_cine_file(path):
+        source = parsed[0] if parsed else path
+        if is_dicom_file(source):
+            return dicom_size(source)
+        height, width = read_cine_frame(source, parsed[1] if parsed else 0).shape[:2]
+        return width, height
     try:
         with Image.open(path) as opened:
             return opened.size

@@ -11,6 +11,11 @@ Accepted layouts (checked in this order):
 
 A mask is matched to its image by the same relative path and stem, with any image extension. An optional
 ``ROOT/labels.csv`` (column ``name`` = image file stem) gives each sample its ``meta`` row and its group.
+
+Cine loops and multi-frame DICOM files expand into one sample per sampled frame (frame references, see
+:mod:`sonofm.data.frames`); the frames of one source share its group and take its labels.csv row (by frame name, else
+by source stem) over the DICOM technical metadata (``pixel_size_mm``...). A source that cannot be opened stays one
+sample, so validation reports it by name.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sonofm.data.dicom_io import dicom_metadata
+from sonofm.data.frames import expand_source, is_dicom_file, parse_frame_ref, source_of
 from sonofm.data.image_io import IMAGE_EXTENSIONS, is_image_file, read_mask, unique_ids
 from sonofm.data.records import DatasetIndex, Sample
 from sonofm.errors import SonofmError
@@ -129,8 +136,19 @@ def _visible_dirs(folder: Path) -> list[Path]:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    """Image samples directly inside ``folder``, sorted by name, multi-frame sources expanded."""
+    return expand_sources(sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p)))
+
+
+def expand_sources(files: list[Path]) -> list[Path]:
+    """``files`` with each cine/multi-frame DICOM replaced by its frame references; a broken one is kept as is."""
+    expanded = []
+    for file in files:
+        try:
+            expanded += expand_source(file)
+        except SonofmError:
+            expanded.append(file)  # read_image names the problem when the sample is read or validated
+    return expanded
 
 
 def _find_by_stem(folder: Path, stem: str, preferred_suffix: str = "") -> Path | None:
@@ -208,10 +226,12 @@ def _read_usfm(split_dirs: dict[str, Path]) -> _Found:
 
 def _usfm_segmentation_split(folder: Path, split: str) -> list[Sample]:
     image_dir, mask_dir = folder / "image", folder / "mask"
-    images = sorted(p for p in image_dir.rglob("*") if p.is_file() and is_image_file(p))
+    images = expand_sources(sorted(p for p in image_dir.rglob("*") if p.is_file() and is_image_file(p)))
     samples = []
     for image in images:
         relative = image.relative_to(image_dir)
+        if parse_frame_ref(image) is not None:  # masks of frames sit next to where the source's masks would
+            relative = relative.parent.parent / image.name
         mask_folder = mask_dir / relative.parent
         mask = _find_by_stem(mask_folder, image.stem, image.suffix) or mask_folder / image.name
         samples.append(Sample(image=image, mask=mask, split=split))
@@ -343,7 +363,24 @@ def _group_column(labels: _LabelsTable | None, group_by: str | None, root: Path)
 
 def _attach_labels(sample: Sample, root: Path, labels: _LabelsTable | None, column: str | None) -> Sample:
     """Give ``sample`` its ``labels.csv`` row and group (its own key when there is no group column)."""
-    row = labels.rows.get(sample.name, {}) if labels else {}
-    own_group = sample.image.relative_to(root).as_posix()
+    source = source_of(sample.image)
+    rows = labels.rows if labels else {}
+    row = rows.get(sample.name) or rows.get(source.stem, {})
+    own_group = source.relative_to(root).as_posix()
     group = (row.get(column) or None) if column else own_group
-    return replace(sample, meta=dict(row), group=group)
+    if group is None and source != sample.image:  # frames of one source never split apart
+        group = own_group
+    return replace(sample, meta={**_source_meta(sample.image), **row}, group=group)
+
+
+def _source_meta(image: Path) -> dict[str, str]:
+    """DICOM technical metadata of the sample's source plus its ``frame`` index; empty for a plain image."""
+    parsed = parse_frame_ref(image)
+    source = source_of(image)
+    meta = {"frame": str(parsed[1])} if parsed else {}
+    if is_dicom_file(source):
+        try:
+            meta.update(dicom_metadata(source))
+        except SonofmError:
+            pass  # validation reports the unreadable file
+    return meta

@@ -13,12 +13,13 @@ class Sample:
     """One image with its label or mask and metadata.
 
     Attributes:
-        image: path of the image file.
+        image: path of the image file, or a frame reference ``clip.mp4/clip_f0007`` (see ``sonofm.data.frames``).
         label: class index into :attr:`DatasetIndex.classes` (classification), else ``None``.
         mask: path of the integer mask (segmentation), else ``None``.
         group: grouping key (patient, video, acquisition); frames sharing it never straddle splits.
         split: ``"train" | "val" | "test"`` when the layout defines splits, else ``None``.
-        meta: the image's row of ``labels.csv`` (strings), if any.
+        meta: the image's row of ``labels.csv`` (strings), if any, over DICOM technical fields (``pixel_size_mm``...)
+            and the ``frame`` index of a frame reference.
     """
 
     image: Path
@@ -30,7 +31,7 @@ class Sample:
 
     @property
     def name(self) -> str:
-        """File stem, the key that ties an image to its ``labels.csv`` row."""
+        """File stem (``clip_f0007`` for a frame), the key that ties an image to its ``labels.csv`` row."""
         return self.image.stem
 
 

@@ -12,13 +12,15 @@ import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from sonofm.data.image_io import IMAGE_EXTENSIONS, image_size, is_image_file, read_image
+from sonofm.data.frames import expand_source, parse_frame_ref
+from sonofm.data.image_io import INPUT_EXTENSIONS, image_size, is_image_file, read_image
 from sonofm.data.sampling import ItemKey, item_generator
 from sonofm.data.transforms import ClassificationTransform
 from sonofm.errors import SonofmError
@@ -56,7 +58,7 @@ def scan_image_folders(paths: Sequence[str | Path], progress: bool = False, dedu
     candidates = [file for folder in paths for file in _folder_images(Path(folder))]
     seen: set[bytes] = set()
     pool = ImagePool(files=[], found=len(candidates), duplicates=0, skipped=[], folders=len(paths))
-    for file in tqdm(candidates, desc="scan images", unit="file", disable=not progress):
+    for file in tqdm(_expanded(candidates, pool), desc="scan images", unit="file", disable=not progress):
         try:
             image_size(file)
         except SonofmError as error:
@@ -71,10 +73,34 @@ def scan_image_folders(paths: Sequence[str | Path], progress: bool = False, dedu
     return pool
 
 
+def _expanded(files: list[Path], pool: ImagePool) -> Iterator[Path]:
+    """``files`` with cine and multi-frame DICOM sources expanded into frame references; unreadable ones skipped."""
+    for file in files:
+        try:
+            yield from expand_source(file)
+        except SonofmError as error:
+            pool.skipped.append((file, str(error)))
+
+
 def file_digest(path: Path) -> bytes:
-    """BLAKE2b digest of the file's bytes, read in chunks."""
+    """BLAKE2b digest of the file's bytes, read in chunks; for a frame reference, of its source plus the index."""
+    parsed = parse_frame_ref(path)
+    if parsed is not None:
+        source = parsed[0]
+        stat = source.stat()
+        whole = _source_digest(str(source), stat.st_mtime_ns, stat.st_size)
+        return hashlib.blake2b(whole + f"frame {parsed[1]}".encode()).digest()
+    return _bytes_digest(path)
+
+
+@lru_cache(maxsize=8)  # the frames of one source are scanned in a row; mtime and size invalidate
+def _source_digest(path: str, mtime_ns: int, size: int) -> bytes:
+    return _bytes_digest(Path(path))
+
+
+def _bytes_digest(path: Path) -> bytes:
     digest = hashlib.blake2b()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.digest()
@@ -86,7 +112,7 @@ def _folder_images(folder: Path) -> list[Path]:
         raise SonofmError(f"image folder not found (or not a folder): {folder}")
     images = sorted(_visible_files(folder))
     if not images:
-        raise SonofmError(f"no image files in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        raise SonofmError(f"no image files in {folder} (looked for {', '.join(INPUT_EXTENSIONS)})")
     return images
 
 

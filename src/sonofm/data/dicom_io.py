@@ -1,0 +1,153 @@
+"""Read DICOM files (single- or multi-frame, uncompressed or JPEG) as ``uint8 (H, W, 3)`` frames.
+
+Only technical, non-identifying fields ever leave this module (:func:`dicom_metadata`); patient and study
+identifiers are never read into samples, logs or outputs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from sonofm.errors import SonofmError
+
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+"""File extensions (lower case) read as DICOM."""
+
+_CM_UNITS = 3  # SequenceOfUltrasoundRegions PhysicalUnitsXDirection code for centimetres
+
+
+CACHE_FILES = 4
+"""Parsed DICOM files (with pixel data) kept per process, so reading frame after frame parses a file once."""
+
+
+def _open(path: Path, pixels: bool = True):
+    """The pydicom dataset of ``path`` (cached, treat as read-only); SonofmError naming the file when it is missing,
+    not DICOM, corrupt or holds no image."""
+    try:
+        stat = path.stat()
+        dataset = _open_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size, pixels)
+    except FileNotFoundError:
+        raise SonofmError(f"cannot read DICOM {path}: file not found") from None
+    except _Unreadable as reason:
+        raise SonofmError(f"cannot read DICOM {path}: {reason}") from None
+    if "Rows" not in dataset or "Columns" not in dataset:
+        raise SonofmError(f"cannot read DICOM {path}: holds no image (no Rows/Columns)")
+    return dataset
+
+
+class _Unreadable(Exception):
+    """Why a file could not be parsed (turned into a SonofmError naming the path by :func:`_open`)."""
+
+
+@lru_cache(maxsize=CACHE_FILES)
+def _open_cached(name: str, mtime_ns: int, size: int, pixels: bool):
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(name, stop_before_pixels=not pixels)
+    except InvalidDicomError:
+        raise _Unreadable("not a DICOM file") from None
+    except Exception as error:  # pydicom raises many types for truncated data
+        raise _Unreadable(f"truncated or corrupt ({error})") from None
+
+
+def dicom_frame_count(path: str | Path) -> int:
+    """Number of frames (``NumberOfFrames``, 1 when absent)."""
+    dataset = _open(Path(path), pixels=False)
+    return max(int(dataset.get("NumberOfFrames", 1) or 1), 1)
+
+
+def dicom_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` from the header."""
+    dataset = _open(Path(path), pixels=False)
+    return int(dataset.Columns), int(dataset.Rows)
+
+
+def read_dicom_frame(path: str | Path, index: int = 0) -> np.ndarray:
+    """Frame ``index`` of a DICOM file as ``uint8 (H, W, 3)``.
+
+    Modality rescale and the first VOI window are applied when present; otherwise data wider than 8 bits is
+    stretched over its own min..max. MONOCHROME1 is inverted; YBR colour is converted to RGB.
+    """
+    path = Path(path)
+    dataset = _open(path)
+    frames = max(int(dataset.get("NumberOfFrames", 1) or 1), 1)
+    if not 0 <= index < frames:
+        raise SonofmError(f"cannot read DICOM {path}: frame {index} out of range ({frames} frames)")
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+
+        frame = pixel_array(dataset, index=index if frames > 1 else None, raw=False)
+        photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
+        if frame.ndim == 3 and frame.shape[-1] == 3:
+            return _to_uint8_color(frame, dataset)
+        if frame.ndim != 2:
+            raise SonofmError(f"cannot read DICOM {path}: unexpected frame shape {frame.shape}")
+        values = apply_modality_lut(frame, dataset)
+        windowed = "WindowCenter" in dataset or "VOILUTSequence" in dataset
+        if windowed:
+            values = apply_voi_lut(values, dataset)
+        gray = _to_uint8_gray(np.asarray(values, dtype=np.float64), dataset, windowed)
+    except SonofmError:
+        raise
+    except Exception as error:
+        raise SonofmError(f"cannot read DICOM {path}: cannot decode pixel data ({error})") from None
+    if photometric == "MONOCHROME1":
+        gray = 255 - gray
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _to_uint8_gray(values: np.ndarray, dataset, windowed: bool) -> np.ndarray:
+    """``uint8 (H, W)``: 8-bit data as is, windowed or wider data stretched over its range."""
+    if not windowed and int(dataset.get("BitsStored", 8)) <= 8 and values.min() >= 0 and values.max() <= 255:
+        return values.astype(np.uint8)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return np.round((values - low) * 255.0 / (high - low)).astype(np.uint8)
+
+
+def _to_uint8_color(frame: np.ndarray, dataset) -> np.ndarray:
+    """``uint8 (H, W, 3)`` RGB from a colour frame (pydicom converts YBR to RGB when decoding)."""
+    if frame.dtype == np.uint8:
+        return np.ascontiguousarray(frame)
+    bits = int(dataset.get("BitsStored", 8))
+    scaled = np.clip(frame.astype(np.int64), 0, (1 << bits) - 1) * 255 // max((1 << bits) - 1, 1)
+    return scaled.astype(np.uint8)
+
+
+def pixel_size_mm(dataset) -> float | None:
+    """Pixel size in mm: ``PixelSpacing`` (row spacing), else the first ultrasound region's PhysicalDeltaX in cm."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = dataset.get(keyword)
+        if spacing:
+            return float(spacing[0])
+    for region in dataset.get("SequenceOfUltrasoundRegions", []) or []:
+        if region.get("PhysicalUnitsXDirection") == _CM_UNITS and region.get("PhysicalDeltaX"):
+            return abs(float(region.PhysicalDeltaX)) * 10.0
+    return None
+
+
+def dicom_metadata(path: str | Path) -> dict[str, str]:
+    """Non-identifying technical fields of a DICOM file, as strings.
+
+    Keys: ``pixel_size_mm`` (when known), ``frames``, ``rows``, ``cols``, ``modality``, ``photometric``,
+    ``bits_stored``. Patient, study, institution and date fields are never returned.
+    """
+    dataset = _open(Path(path), pixels=False)
+    meta = {
+        "frames": str(max(int(dataset.get("NumberOfFrames", 1) or 1), 1)),
+        "rows": str(int(dataset.Rows)),
+        "cols": str(int(dataset.Columns)),
+        "modality": str(dataset.get("Modality", "")),
+        "photometric": str(dataset.get("PhotometricInterpretation", "")),
+        "bits_stored": str(dataset.get("BitsStored", "")),
+    }
+    size = pixel_size_mm(dataset)
+    if size is not None:
+        meta["pixel_size_mm"] = f"{size:.6g}"
+    return meta
