@@ -1,4 +1,4 @@
-"""``sonofm finetune cls|seg``: flags -> a task config -> the task's fine-tuning function."""
+"""``sonofm finetune cls|seg|enhance``: flags -> a task config -> the task's fine-tuning function."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ COMMON_FLAGS = {
 }
 CLS_FLAGS = {**COMMON_FLAGS, "mode": "mode"}
 SEG_FLAGS = {**COMMON_FLAGS, "head": "head", "num_classes": "num_classes", "ignore_index": "ignore_index"}
+ENHANCE_FLAGS = {**COMMON_FLAGS, "degradation": "degradation.kind", "scale": "degradation.scale"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seg.add_argument("--num-classes", type=int, help="mask classes including background (default: from the masks)")
     seg.add_argument("--ignore-index", type=int, help="mask value left out of loss and metrics (default 255)")
     seg.set_defaults(handler=run_finetune_seg)
+
+    enhance = tasks.add_parser(
+        "enhance", help="image enhancement (restore speckled, blurred or down-sampled images)",
+        description="Fine-tune a ViT + reconstruction decoder to undo a synthetic degradation applied on the fly to "
+        "real images (no labels needed). Rerunning the same command resumes an unfinished run.",
+    )
+    _add_common_flags(enhance, "folder of images (any layout sonofm reads, or just image files)", default_batch=8)
+    enhance.add_argument("--degradation", required=True,
+                         help="speckle, blur, downsample or mixed (one of them at random, or blur/downsample + speckle)")
+    enhance.add_argument("--scale", type=int, help="down-sampling factor for downsample/mixed: 2 (default) or 4")
+    enhance.set_defaults(handler=run_finetune_enhance)
 
 
 def add_cls_flags(parser: argparse.ArgumentParser) -> None:
@@ -89,4 +101,12 @@ def run_finetune_seg(args: argparse.Namespace) -> int:
     from sonofm.tasks.finetune_seg import SegFinetuneConfig, finetune_segmenter
 
     finetune_segmenter(config_from_args(SegFinetuneConfig(), args, SEG_FLAGS), args.out, overwrite=args.overwrite)
+    return 0
+
+
+def run_finetune_enhance(args: argparse.Namespace) -> int:
+    from sonofm.tasks.finetune_enhance import EnhanceFinetuneConfig, finetune_enhancer
+
+    finetune_enhancer(config_from_args(EnhanceFinetuneConfig(), args, ENHANCE_FLAGS), args.out,
+                      overwrite=args.overwrite)
     return 0
