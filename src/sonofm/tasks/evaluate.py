@@ -1,5 +1,5 @@
-"""``sonofm evaluate``: metrics of a finished run on its own split or on another dataset (classification or
-segmentation)."""
+"""``sonofm evaluate``: metrics of a finished run on its own split or on another dataset (classification,
+segmentation or enhancement)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from sonofm.runs.run_folder import RunFolder
 from sonofm.tasks.figures import plot_confusion_matrix
 from sonofm.tasks.finetune_cls import ClsFinetuneConfig
 from sonofm.tasks.finetune_common import TrainingConfig
+from sonofm.tasks.finetune_enhance import EnhanceFinetuneConfig, evaluate_enhancement_run
 from sonofm.tasks.finetune_seg import SegFinetuneConfig
 from sonofm.tasks.run_model import RunModel, load_run_model
 from sonofm.tasks.seg_evaluation import evaluate_segmentation, pixel_size_column, write_per_image_csv
@@ -34,10 +35,17 @@ def evaluate_run(run_path: str | Path, data: str | None = None, split: str = "te
     Without ``data`` the run's own ``split.csv`` selects the images of ``split``. With ``data``, a layout that has
     splits is evaluated on ``split``; a layout without splits is evaluated whole. Class names must match the run's
     (classification) or the number of mask classes must (segmentation). Segmentation is measured at each image's
-    own size and also writes ``per_image_<tag>.csv``.
+    own size and also writes ``per_image_<tag>.csv``. Enhancement runs degrade the images as in training (fixed per
+    image) and report restored and ``*_degraded`` PSNR/SSIM, with ``per_image_<tag>.csv`` and ``examples_<tag>.png``.
     """
     run = RunFolder(Path(run_path))
     loaded = load_run_model(run.path)
+    if loaded.task == "enhance":
+        enhance_config = load_config(EnhanceFinetuneConfig, run.config)
+        enhance_config.batch_size = batch_size
+        values, tag = evaluate_enhancement_run(run, loaded.model, enhance_config, data, split)
+        metrics = {f"{split}/{key}": value for key, value in values.items()}
+        return metrics, atomic_write_json(run.path / f"evaluate_{tag}.json", metrics)
     config_type = SegFinetuneConfig if loaded.task == "seg" else ClsFinetuneConfig
     config = load_config(config_type, run.config)
     samples, tag = select_samples(run, config, loaded.task, loaded.classes, data, split)

@@ -11,6 +11,7 @@ from torch import nn
 from sonofm.errors import SonofmError
 from sonofm.models import create_backbone
 from sonofm.models.classifier import ImageClassifier
+from sonofm.models.enhancer import ImageEnhancer
 from sonofm.models.segmenter import Segmenter
 from sonofm.runs.model_file import load_model_state, read_model_metadata
 from sonofm.runs.run_folder import RunFolder
@@ -28,18 +29,20 @@ class RunModel:
 
 
 def load_run_model(path: str | Path) -> RunModel:
-    """Load ``RUN/model.safetensors`` (strict: every key must match the rebuilt model); task ``cls`` or ``seg``."""
+    """Load ``RUN/model.safetensors`` (strict: every key must match the rebuilt model); task ``cls``, ``seg`` or ``enhance``."""
     run = RunFolder(Path(path))
     run.require_finished()
     metadata = read_model_metadata(run.model)
     task = metadata.get("task")
-    if task not in ("cls", "seg"):
-        raise SonofmError(f"run {run.path} holds a {task!r} model; this command supports classification and "
-                          "segmentation runs")
+    if task not in ("cls", "seg", "enhance"):
+        raise SonofmError(f"run {run.path} holds a {task!r} model; this command supports classification, "
+                          "segmentation and enhancement runs")
     backbone = create_backbone(metadata["model"], img_size=int(metadata["img_size"]), **metadata.get("model_args", {}))
     num_classes = len(metadata["classes"])
     if task == "cls":
         model: nn.Module = ImageClassifier(backbone, num_classes=num_classes)
+    elif task == "enhance":
+        model = ImageEnhancer(backbone, refine_channels=int(metadata.get("refine_channels", 32)))
     else:
         model = Segmenter(backbone, num_classes, head=metadata["head"], ignore_index=int(metadata["ignore_index"]),
                           aux_weight=float(metadata["aux_weight"]), **metadata.get("head_args", {}))

@@ -1,0 +1,1 @@
+"""Deployable exports of finished runs (ONNX, TorchScript) and an onnxruntime backend for ``sonofm predict``."""
