@@ -16,12 +16,12 @@ from sonofm.errors import SonofmError
 
 def build_parser() -> argparse.ArgumentParser:
     from sonofm.cli import data as data_cli
-    from sonofm.cli import demo, evaluate, experiment, finetune, kfold, models, pretrain, sam
+    from sonofm.cli import demo, embed, evaluate, experiment, export, finetune, kfold, models, pretrain, sam
 
     parser = argparse.ArgumentParser(prog="sonofm", description="Ultrasound foundation-model toolkit.")
     parser.add_argument("--version", action="version", version=f"sonofm {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, pretrain, finetune, kfold, sam, evaluate, experiment, data_cli, models):
+    for module in (demo, pretrain, finetune, kfold, sam, evaluate, export, embed, experiment, data_cli, models):
         module.register(subparsers)
     return parser
 
