@@ -93,3 +93,14 @@ def test_finetune_cls_on_dicom_and_gif(tmp_path, media):
     assert "test/accuracy" in json.loads((out / "metrics.json").read_text())
     for file in out.rglob("*"):  # patient fields of the DICOMs reach no output
         assert not file.is_file() or (b"Doe" not in file.read_bytes() and b"SECRET" not in file.read_bytes())
+
+
+def test_every_command_takes_the_frame_sampling_flags(tmp_path, media, capsys):
+    root = _class_folders(tmp_path / "ds", media)
+    assert main(["data", "check", str(root), "--frame-step", "2", "--max-frames", "1"]) == 0
+    # 4 single-frame DICOMs + frame 0 of the GIF and of multi.dcm
+    assert "unsplit       6  4  2" in capsys.readouterr().out
+    assert main(["data", "check", str(root)]) == 0  # the next command starts from every frame again
+    assert "unsplit      12  4  8" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["predict", "--run", "r", "--input", "i", "--out", "o", "--frame-step"])
