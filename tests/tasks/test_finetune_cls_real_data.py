@@ -1,4 +1,6 @@
-"""Fine-tuning on real ultrasound (../shared/data via SONOFM_DATA) beats the majority-class baseline, grouped splits."""
+"""Fine-tuning on real ultrasound (../shared/data via SONOFM_DATA) beats the majority-class baseline, grouped splits.
+POCUS_LUNG is checked by 3-fold cross-validation (tests/tasks/test_kfold_real_data.py): one split's 12 test videos are
+too few to tell."""
 
 import csv
 
@@ -23,7 +25,7 @@ def split_groups(run) -> dict[str, set[str]]:
     return groups
 
 
-@pytest.mark.parametrize("dataset, group_column, epochs, img_size", [("BUSI", None, 8, 64), ("POCUS_LUNG", "group", 10, 96)])
+@pytest.mark.parametrize("dataset, group_column, epochs, img_size", [("BUSI", None, 8, 64)])
 def test_beats_majority_baseline_on_balanced_accuracy(shared_data, tmp_path, dataset, group_column, epochs, img_size):
     metrics = run_small(shared_data / "cls" / dataset, tmp_path / "run", epochs, img_size)
     # always predicting the majority class gives a balanced accuracy of 1 / number of classes = 0.333

@@ -1,40 +1,30 @@
 """K-fold cross-validation on real lung ultrasound (POCUS_LUNG from ../shared/data via SONOFM_DATA): frames of one
-video never straddle a fold's test part and its training/validation parts, and every output is written."""
+video never straddle a fold's test part and its training/validation parts, every output is written, and a small
+CNN fine-tuned from scratch beats the majority class."""
 
 import csv
-import shutil
 from collections import defaultdict
 
 import pytest
 
 from sonofm.tasks.kfold import KfoldConfig, run_kfold
 
-FRAMES_PER_VIDEO = 2
 
-
-def video_subset(source, target) -> dict[str, str]:
-    """The first frames of every video (all videos, all classes) copied with their labels.csv rows; name -> video."""
-    with (source / "labels.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    by_video = defaultdict(list)
-    for row in sorted(rows, key=lambda row: row["name"]):
-        by_video[row["group"]].append(row)
-    kept = [row for frames in by_video.values() for row in frames[:FRAMES_PER_VIDEO]]
-    for row in kept:
-        (target / row["class"]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(source / row["class"] / f"{row['name']}.png", target / row["class"] / f"{row['name']}.png")
-    with (target / "labels.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
-    return {row["name"]: row["group"] for row in kept}
+def videos_of(root) -> dict[str, str]:
+    """Image name -> video (the ``group`` column of labels.csv)."""
+    with (root / "labels.csv").open(newline="") as handle:
+        return {row["name"]: row["group"] for row in csv.DictReader(handle)}
 
 
 @pytest.mark.real_data
-def test_three_fold_run_on_pocus_videos(shared_data, tmp_path):
-    video_of = video_subset(shared_data / "cls" / "POCUS_LUNG", tmp_path / "pocus")
-    config = KfoldConfig(data=str(tmp_path / "pocus"), model="resnet18", img_size=64, epochs=1, batch_size=32,
-                         folds=3, gradcam_per_class=1, num_workers=0, progress=False)
+def test_three_fold_run_on_pocus_videos_beats_the_majority_class(shared_data, tmp_path):
+    """All 320 frames of 61 videos, each tested once: the pooled balanced accuracy is a steadier measure than one
+    split's 12 test videos (whose balanced accuracy ranged 0.35-0.59 between machines for the same seed)."""
+    data = shared_data / "cls" / "POCUS_LUNG"
+    video_of = videos_of(data)
+    config = KfoldConfig(data=str(data), model="resnet18", img_size=96, epochs=10, batch_size=32, folds=3,
+                         gradcam_per_class=1, num_workers=0, progress=False)
+    config.optim.lr = 1e-3
     metrics = run_kfold(config, tmp_path / "run", echo=lambda _: None)
     run = tmp_path / "run"
     tested = []
@@ -57,3 +47,5 @@ def test_three_fold_run_on_pocus_videos(shared_data, tmp_path):
     assert len(list((run / "gradcam").glob("fold_*_*.png"))) == 3 * 3  # one per class (covid, pneumonia, regular)
     for key in ("mean/accuracy", "std/accuracy", "mean/macro_f1", "pooled/accuracy", "pooled/recall/covid"):
         assert 0.0 <= metrics[key] <= 1.0, key
+    # always predicting the majority class gives a balanced accuracy of 1 / 3; measured here: 0.62
+    assert metrics["pooled/balanced_accuracy"] > 0.45, metrics

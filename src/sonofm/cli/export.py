@@ -7,7 +7,7 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser("export", help="export a finished run to ONNX or TorchScript (parity-checked)")
-    export.add_argument("--run", required=True, help="finished run folder (classification or segmentation)")
+    export.add_argument("--run", required=True, help="finished run folder (classification, segmentation or enhancement)")
     export.add_argument("--format", required=True, choices=["onnx", "torchscript"])
     export.add_argument("--out", required=True, help="output file; its preprocessing goes to OUT.json too")
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")

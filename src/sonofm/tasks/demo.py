@@ -204,29 +204,17 @@ def build_report(config: DemoConfig, out: Path, cls_data: Path, seg_data: Path |
     figures_dir = out / "report_figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     sections = [_summary_section(config, cls_data, seg_data, stages, elapsed)]
-    cls_rows = [_metric_row(init, stages[f"cls_{init}"].metrics, CLS_REPORTED) for init in ("pretrained", "scratch")]
-    sections.append(Section(
-        "Classification",
-        [f"{config.model} fine-tuned (all layers) from the MIM encoder and from random initialisation; the best "
-         "epoch by validation balanced accuracy is tested on held-out groups."],
-        [Table(["init", *(key.removeprefix("test/") for key in CLS_REPORTED)], cls_rows, "test split")],
-        [Figure(stages[f"cls_{init}"].run.path / "confusion_matrix_test.png", f"confusion matrix, {init}")
-         for init in ("pretrained", "scratch")]
-        + [Figure(stages[f"cls_{init}"].run.path / "training_curves.png", f"training curves, {init}")
-           for init in ("pretrained", "scratch")],
-    ))
+    sections.append(_comparison_section(
+        "Classification", f"{config.model} fine-tuned (all layers) from the MIM encoder and from random "
+        "initialisation; the best epoch by validation balanced accuracy is tested on held-out groups.",
+        "cls", CLS_REPORTED, stages, (("confusion_matrix_test.png", "confusion matrix"),
+                                      ("training_curves.png", "training curves"))))
     if seg_data:
-        seg_rows = [_metric_row(init, stages[f"seg_{init}"].metrics, SEG_REPORTED) for init in ("pretrained", "scratch")]
-        sections.append(Section(
-            "Segmentation",
-            [f"{config.model} + {config.seg_head} head; Dice and IoU are means over the foreground classes, HD95 in "
-             "pixels at the original image size. Overlays: validation images, ground truth and prediction."],
-            [Table(["init", *(key.removeprefix("test/") for key in SEG_REPORTED)], seg_rows, "test split")],
-            [Figure(stages[f"seg_{init}"].run.path / "examples_val.png", f"segmentation overlays, {init}")
-             for init in ("pretrained", "scratch")]
-            + [Figure(stages[f"seg_{init}"].run.path / "training_curves.png", f"training curves, {init}")
-               for init in ("pretrained", "scratch")],
-        ))
+        sections.append(_comparison_section(
+            "Segmentation", f"{config.model} + {config.seg_head} head; Dice and IoU are means over the foreground "
+            "classes, HD95 in pixels at the original image size. Overlays: validation images, ground truth and "
+            "prediction.", "seg", SEG_REPORTED, stages, (("examples_val.png", "segmentation overlays"),
+                                                         ("training_curves.png", "training curves"))))
     pretrain = stages["pretrain_mim"].run
     curves = figures_dir / "pretrain_loss.png"
     with pretrain.log.open(newline="", encoding="utf-8") as handle, warnings.catch_warnings():
@@ -242,6 +230,18 @@ def build_report(config: DemoConfig, out: Path, cls_data: Path, seg_data: Path |
          Figure(curves, "pretraining loss per epoch")],
     ))
     return write_report(out / REPORT_NAME, "sonofm demo report", sections)
+
+
+def _comparison_section(title: str, text: str, task: str, keys: tuple[str, ...], stages: dict[str, _Stage],
+                        figures: tuple[tuple[str, str], ...]) -> Section:
+    """A task's test metrics for both inits, then each ``(file, caption)`` figure of both inits' run folders."""
+    inits = ("pretrained", "scratch")
+    rows = [_metric_row(init, stages[f"{task}_{init}"].metrics, keys) for init in inits]
+    return Section(
+        title, [text], [Table(["init", *(key.removeprefix("test/") for key in keys)], rows, "test split")],
+        [Figure(stages[f"{task}_{init}"].run.path / file, f"{caption}, {init}") for file, caption in figures
+         for init in inits],
+    )
 
 
 def _summary_section(config: DemoConfig, cls_data: Path, seg_data: Path | None, stages: dict[str, _Stage],
