@@ -53,22 +53,23 @@ class DemoConfig:
     data: str | None = None
     seg_data: str | None = None
     model: str = "usfm_vit_tiny_patch16"
-    img_size: int = 64
-    phantom_per_class: int = 60
+    img_size: int = 96
+    phantom_per_class: int = 80
     seed: int = 0
     progress: bool = True
     num_workers: int = 0
-    pretrain_epochs: int = 20
-    cls_epochs: int = 10
-    seg_epochs: int = 8
+    pretrain_epochs: int = 30
+    cls_epochs: int = 30
+    seg_epochs: int = 10
     seg_head: str = "upernet"
     seg_channels: int = 64
     batch_size: int = 32
 
 
 def quick_config(config: DemoConfig) -> DemoConfig:
-    """``config`` cut to a tiny budget (the test's ``--quick``): about a minute on 2 CPU cores."""
-    return dataclasses.replace(config, phantom_per_class=12, pretrain_epochs=2, cls_epochs=2, seg_epochs=2)
+    """``config`` cut to a tiny budget (the test's ``--quick``): under a minute on 2 CPU cores."""
+    return dataclasses.replace(config, img_size=64, phantom_per_class=12, pretrain_epochs=2, cls_epochs=2,
+                               seg_epochs=2)
 
 
 @dataclass
