@@ -1,10 +1,13 @@
 """DICOM and cine inputs through the commands that take image files: predict (run and ONNX), embed and MIM
-pretraining read every sampled frame; a corrupt file fails in one line naming it."""
+pretraining read every sampled frame, DICOM pixel spacing gives HD95 in mm, and a corrupt file fails in one line
+naming it."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sonofm.cli.main import main
 from sonofm.data.frames import FrameSampling, set_default_sampling
@@ -95,3 +98,18 @@ def test_corrupt_clinical_files_fail_in_one_line(cls_run, tmp_path, cli_error):
         message = cli_error(["predict", "--run", str(cls_run), "--input", str(folder), "--out", str(tmp_path / "p"),
                              "--no-progress"])
         assert name in message
+
+
+def test_segmentation_on_dicom_gives_hd95_in_mm_from_the_pixel_spacing(tmp_path, media):
+    (tmp_path / "seg" / "images").mkdir(parents=True)
+    (tmp_path / "seg" / "masks").mkdir()
+    for i in range(10):
+        media.dicom(tmp_path / "seg" / "images" / f"s{i}.dcm", media.ramp(1, color=False) // (i + 1), spacing_mm=0.25)
+        mask = np.zeros((32, 48), np.uint8)
+        mask[8 + i % 4: 20, 10: 30 + i] = 1
+        Image.fromarray(mask).save(tmp_path / "seg" / "masks" / f"s{i}.png")
+    run = tmp_path / "run"
+    assert main(["finetune", "seg", "--data", str(tmp_path / "seg"), "--out", str(run), *TINY, "--head", "linear",
+                 "--epochs", "1", "--batch-size", "4", "--num-workers", "0"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test/hd95_mm"] == pytest.approx(0.25 * metrics["test/hd95"], rel=1e-4, nan_ok=True)
