@@ -62,3 +62,5 @@ def test_tiny_vit_beats_trivial_masks(subsets, tmp_path, dataset, head):
     assert np.isfinite(metrics["test/dice"])
     if dataset == "HC18":  # labels.csv has pixel_size_mm_resized (0.15-1.23 mm per pixel): HD95 also in mm
         assert 0.15 * metrics["test/hd95"] <= metrics["test/hd95_mm"] <= 1.23 * metrics["test/hd95"]
+        # head circumference error in mm (HC18's measure) from the same pixel sizes
+        assert 0.15 * metrics["test/hc_abs_error"] <= metrics["test/hc_abs_error_mm"] <= 1.23 * metrics["test/hc_abs_error"]

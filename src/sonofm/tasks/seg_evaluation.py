@@ -14,6 +14,7 @@ from torch import nn
 from sonofm.data.image_io import read_image, read_mask
 from sonofm.data.records import Sample
 from sonofm.errors import SonofmError
+from sonofm.metrics.head_circumference import HeadCircumferenceErrors
 from sonofm.metrics.segmentation import SegmentationMetrics
 from sonofm.runs.atomic import atomic_write_text
 from sonofm.tasks.figures import plot_segmentation_examples
@@ -51,7 +52,8 @@ def evaluate_segmentation(
     model: nn.Module, samples: Sequence[Sample], img_size: int, class_names: list[str], ignore_index: int = 255,
     pixel_column: str | None = None, precision: str = "auto", progress: bool = True, desc: str = "evaluate",
 ) -> tuple[dict[str, float], list[dict[str, str]]]:
-    """Dice, IoU, HD95 (px, and mm with pixel sizes), pixel accuracy of ``model`` on ``samples`` at their own size.
+    """Dice, IoU, HD95 (px, and mm with pixel sizes), pixel accuracy of ``model`` on ``samples`` at their own size;
+    with one foreground class also the head-circumference error (``hc_abs_error``, px and mm).
 
     Returns ``(metrics, per_image_rows)``; rows hold the image name and its per-image values as text.
     """
@@ -68,6 +70,7 @@ def score_label_maps(predictions: Iterable[tuple[int, torch.Tensor]], samples: S
     Returns ``(metrics, per_image_rows)`` as :func:`evaluate_segmentation` does.
     """
     metrics = SegmentationMetrics(class_names, ignore_index)
+    circumferences = HeadCircumferenceErrors() if len(class_names) == 2 else None
     scored = []
     for position, prediction in predictions:
         sample = samples[position]
@@ -76,13 +79,21 @@ def score_label_maps(predictions: Iterable[tuple[int, torch.Tensor]], samples: S
             raise SonofmError(f"mask size {truth.shape[1]}x{truth.shape[0]} != image size "
                               f"{prediction.shape[1]}x{prediction.shape[0]}: {sample.mask}")
         check_mask_ids(truth, len(class_names), ignore_index, sample.mask)
-        metrics.update(prediction, truth, pixel_size_of(sample, pixel_column))
+        pixel_size = pixel_size_of(sample, pixel_column)
+        metrics.update(prediction, truth, pixel_size)
+        if circumferences is not None:
+            circumferences.update(prediction, truth, pixel_size)
         scored.append(sample)
+    per_image = metrics.per_image()
+    summary = metrics.compute()
+    if circumferences is not None:
+        per_image = [{**values, **extra} for values, extra in zip(per_image, circumferences.per_image())]
+        summary.update(circumferences.compute())
     rows = [
         {"name": sample.name, **{key: f"{value:.6g}" for key, value in values.items()}}
-        for sample, values in zip(scored, metrics.per_image())
+        for sample, values in zip(scored, per_image)
     ]
-    return metrics.compute(), rows
+    return summary, rows
 
 
 def write_per_image_csv(rows: list[dict[str, str]], path: str | Path) -> Path:
