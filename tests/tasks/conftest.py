@@ -6,6 +6,8 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
+from safetensors.torch import load_file
 
 
 class CrashAtEpoch(L.Callback):
@@ -23,6 +25,20 @@ class CrashAtEpoch(L.Callback):
 def crash_at_epoch():
     """``crash_at_epoch(n)`` -> a callback that interrupts training at the start of epoch ``n``."""
     return CrashAtEpoch
+
+
+def _assert_same_weights(first: Path, second: Path) -> None:
+    """The ``model.safetensors`` of run folders ``first`` and ``second`` hold the same, bit-identical tensors."""
+    expected, found = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert expected.keys() == found.keys()
+    for key in expected:
+        torch.testing.assert_close(found[key], expected[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.fixture
+def assert_same_weights():
+    """``assert_same_weights(run_a, run_b)``: an interrupted-and-resumed run ended with the uninterrupted weights."""
+    return _assert_same_weights
 
 
 def copy_seg_subset(source: Path, target: Path, count: int) -> Path:

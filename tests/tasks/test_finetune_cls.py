@@ -67,18 +67,14 @@ def test_finished_run_is_not_overwritten(phantom_run, phantom_cls):
     assert (out / "model.safetensors").stat().st_mtime_ns == before
 
 
-def test_interrupted_run_resumes_exactly(phantom_cls, tmp_path, crash_at_epoch):
+def test_interrupted_run_resumes_exactly(phantom_cls, tmp_path, crash_at_epoch, assert_same_weights):
     config = small_config(phantom_cls, epochs=3, train_fraction=0.5)
     finetune_classifier(config, tmp_path / "straight", echo=quiet)
     with pytest.raises(RuntimeError, match="simulated crash"):
         finetune_classifier(config, tmp_path / "resumed", echo=quiet, callbacks=[crash_at_epoch(2)])
     assert (tmp_path / "resumed/checkpoints/last.ckpt").is_file() and not (tmp_path / "resumed/metrics.json").exists()
     finetune_classifier(config, tmp_path / "resumed", echo=quiet)
-    straight = load_file(tmp_path / "straight/model.safetensors")
-    resumed = load_file(tmp_path / "resumed/model.safetensors")
-    assert straight.keys() == resumed.keys()
-    for key in straight:
-        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+    assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
     assert (tmp_path / "resumed/split.csv").read_text() == (tmp_path / "straight/split.csv").read_text()
     assert (tmp_path / "resumed/log.csv").read_text().count("\n") == 1 + 3
 

@@ -6,9 +6,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 from sonofm.data.degradations import DegradationConfig
 from sonofm.data.phantom import write_phantom_dataset
@@ -110,17 +108,13 @@ def test_a_plain_image_folder_is_read_without_labels(phantom, tmp_path):
     assert len(index.samples) == 3
 
 
-def test_interrupted_run_resumes_exactly(phantom, tmp_path, crash_at_epoch):
+def test_interrupted_run_resumes_exactly(phantom, tmp_path, crash_at_epoch, assert_same_weights):
     config = config_for(phantom, img_size=32, epochs=2, train_fraction=0.5,
                         model_args={"depth": 2}, degradation=DegradationConfig("mixed"))
     finetune_enhancer(config, tmp_path / "straight", echo=quiet)
     with pytest.raises(RuntimeError, match="simulated crash"):
         finetune_enhancer(config, tmp_path / "resumed", echo=quiet, callbacks=[crash_at_epoch(1)])
     finetune_enhancer(config, tmp_path / "resumed", echo=quiet)
-    straight = load_file(tmp_path / "straight/model.safetensors")
-    resumed = load_file(tmp_path / "resumed/model.safetensors")
-    assert straight.keys() == resumed.keys()
-    for key in straight:
-        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)
+    assert_same_weights(tmp_path / "straight", tmp_path / "resumed")
     assert json.loads((tmp_path / "resumed/metrics.json").read_text()) == pytest.approx(
         json.loads((tmp_path / "straight/metrics.json").read_text()))
