@@ -5,12 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sonofm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from sonofm.errors import SonofmError
 from sonofm.methods.mim.model import PixelShuffleDecoder
 from sonofm.models.layer_ids import LayersAboveBackbone
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageEnhancer(LayersAboveBackbone, nn.Module):

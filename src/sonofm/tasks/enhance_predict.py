@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from sonofm.data.image_io import read_image
 from sonofm.runs.atomic import atomic_write_png, atomic_write_text
+from sonofm.tasks.enhancement import load_resized, unit_tensor
 
 
 class _UnitImages(Dataset):
@@ -35,9 +35,7 @@ class _UnitImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, position: int) -> tuple[Tensor, int]:
-        image = Image.fromarray(read_image(self.paths[position])).convert("RGB")
-        resized = np.asarray(image.resize((self.img_size, self.img_size), Image.BICUBIC))
-        return torch.from_numpy(resized.copy()).permute(2, 0, 1).float() / 255, position
+        return unit_tensor(load_resized(self.paths[position], self.img_size)), position
 
 
 def output_names(paths: Sequence[Path]) -> list[str]:

@@ -24,12 +24,20 @@ Batch = tuple[Tensor, Tensor, Tensor]
 METRICS = ("psnr", "ssim", "psnr_fan", "ssim_fan")
 
 
+def load_resized(path, img_size: int) -> np.ndarray:
+    """Image file -> ``uint8 (S, S, 3)``, bicubic-resized: what the enhancer sees, in training and prediction."""
+    return np.asarray(Image.fromarray(read_image(path)).convert("RGB").resize((img_size, img_size), Image.BICUBIC))
+
+
+def unit_tensor(image: np.ndarray) -> Tensor:
+    """``uint8 (H, W, 3)`` -> ``float32 (3, H, W)`` in [0, 1]."""
+    return torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
+
+
 def load_clean(path, img_size: int) -> tuple[Tensor, Tensor]:
     """Image file -> ``(image float32 (3, S, S) in [0, 1], fan mask bool (S, S))`` (bicubic resize, fan from it)."""
-    array = read_image(path)
-    resized = np.asarray(Image.fromarray(array).convert("RGB").resize((img_size, img_size), Image.BICUBIC))
-    fan = torch.from_numpy(np.array(detect_fan_mask(resized), dtype=bool))
-    return torch.from_numpy(resized.copy()).permute(2, 0, 1).float() / 255, fan
+    resized = load_resized(path, img_size)
+    return unit_tensor(resized), torch.from_numpy(np.array(detect_fan_mask(resized), dtype=bool))
 
 
 class EnhancementDataset(Dataset):
