@@ -32,6 +32,11 @@ def read_model_metadata(path: str | Path) -> dict[str, Any]:
             raw = handle.metadata() or {}
     except (OSError, SafetensorError) as error:
         raise SonofmError(f"cannot read model file {path}: {error}") from None
+    return decode_metadata(raw)
+
+
+def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
+    """Metadata as :func:`save_tensors` wrote it (JSON-encoded values) -> Python values."""
     return {key: json.loads(value) for key, value in raw.items()}
 
 

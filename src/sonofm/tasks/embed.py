@@ -17,6 +17,7 @@ from sonofm.errors import SonofmError
 from sonofm.models import create_backbone
 from sonofm.models.state_dict_file import read_weights_file
 from sonofm.runs.atomic import atomic_write
+from sonofm.runs.model_file import decode_metadata
 from sonofm.tasks.run_model import load_run_model
 from sonofm.tasks.seg_inference import autocast_for, inference_device
 
@@ -45,7 +46,7 @@ def _run_metadata(metadata: dict[str, str]) -> dict:
     if "task" not in metadata:
         return {}
     try:
-        return {key: json.loads(value) for key, value in metadata.items()}
+        return decode_metadata(metadata)
     except json.JSONDecodeError:
         return {}
 
