@@ -5,7 +5,8 @@ four scales C5/P4/P3/P2) on a fixed random batch of views, anatomy maps (4 ids) 
 LARS step and the target's EMA update:
 
 - ``ours``: sonofm's defaults: one ResNet-FPN pass per network over the views and one over the core (rendered at
-  ``aclus.core_size``, 128 px for 224 px views), every scale pooled from them, one EMA update;
+  ``aclus.core_size``, 128 px for 224 px views), every scale pooled from them (the P levels' 3x3 convs applied to
+  the pooled vectors), one EMA update;
 - ``baseline``: as the reference code does it: the core rendered at the views' size; for each scale, fresh
   corruption, the online and target networks run on the view pair and again on the core (duplicated to the views'
   batch, as the reference feeds it), and the EMA update runs inside the scale loop (4 per step): 16 backbone passes
@@ -13,7 +14,8 @@ LARS step and the target's EMA update:
   the baseline cheaper, not dearer, than recomputing the whole FPN.
 
 Every (method, precision) runs in its own subprocess (its own peak memory, and a same-dtype GEMM for the matmul
-efficiency). The parent prints one JSON line per figure, ``speedup_vs_baseline`` and bf16/fp32 ratios included.
+efficiency). The parent prints one JSON line per figure, ``speedup_vs_baseline`` and bf16/fp32 ratios included;
+``--precisions`` picks fp32 and/or bf16 (default: both where bf16 runs natively, else fp32).
 
     .venv/bin/python benchmarks/aclus_throughput.py        # resnet18 at 224 px, CPU or CUDA
 """
@@ -36,10 +38,12 @@ from bench_common import (  # noqa: E402
     TrainingSettings,
     TrainMeasurement,
     add_training_flags,
+    add_precisions_flag,
     add_worker_flag,
     figure_line,
     images_per_s,
     measure_in_subprocess,
+    resolve_precisions,
     speedup_line,
     time_training_steps,
     training_figure_lines,
@@ -157,16 +161,19 @@ def measure(settings: TrainingSettings, job: str) -> TrainMeasurement:
 
 
 def figure_lines(settings: TrainingSettings, results: dict[tuple[str, str], TrainMeasurement]) -> list[dict]:
-    """Training figures per method and precision, bf16/fp32 per method, ours/baseline per precision."""
+    """Training figures per method and precision measured, bf16/fp32 per method (when both were), ours/baseline
+    per precision."""
+    precisions = [precision for precision in PRECISIONS if ("ours", precision) in results]
     lines = []
     for method in METHODS:
         common = {"benchmark": "aclus_throughput", "method": method, "model": settings.model,
                   "img_size": settings.img_size, "batch_size": settings.batch_size, "device": settings.device,
                   "threads": settings.threads}
-        per_precision = {precision: results[method, precision] for precision in PRECISIONS}
+        per_precision = {precision: results[method, precision] for precision in precisions}
         lines += training_figure_lines(common, per_precision, settings.batch_size, settings.gemm_size, settings.device)
-        lines.append(speedup_line(common, per_precision, settings.batch_size))
-    for precision in PRECISIONS:
+        if len(per_precision) == len(PRECISIONS):
+            lines.append(speedup_line(common, per_precision, settings.batch_size))
+    for precision in precisions:
         common = {"benchmark": "aclus_throughput", "method": "ours", "model": settings.model,
                   "img_size": settings.img_size, "batch_size": settings.batch_size, "device": settings.device,
                   "threads": settings.threads}
@@ -177,23 +184,26 @@ def figure_lines(settings: TrainingSettings, results: dict[tuple[str, str], Trai
     return lines
 
 
-def parse_settings(argv: list[str] | None = None) -> tuple[TrainingSettings, str | None]:
+def parse_settings(argv: list[str] | None = None) -> tuple[TrainingSettings, str | None, list[str] | None]:
+    """Settings, the worker's job (None in the parent) and ``--precisions`` (None: see ``resolve_precisions``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_training_flags(parser, CPU_STEPS)
+    add_precisions_flag(parser)
     parser.set_defaults(model="resnet18", warmup=1)
     add_worker_flag(parser, [f"{method}-{precision}" for method in METHODS for precision in PRECISIONS])
     args = parser.parse_args(argv)
-    return TrainingSettings.from_flags(parser, args, CPU_STEPS), args.worker
+    return TrainingSettings.from_flags(parser, args, CPU_STEPS), args.worker, args.precisions
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings, worker = parse_settings(argv)
+    settings, worker, chosen = parse_settings(argv)
     if worker:
         print(json.dumps(asdict(measure(settings, worker))))
         return
+    precisions = resolve_precisions(chosen, settings.device)
     results = {}
     for method in METHODS:
-        for precision in PRECISIONS:
+        for precision in precisions:
             print(f"# {method} {precision}", file=sys.stderr, flush=True)
             results[method, precision] = measure_in_subprocess(__file__, f"{method}-{precision}", settings,
                                                                TrainMeasurement)

@@ -73,6 +73,27 @@ def add_worker_flag(parser: argparse.ArgumentParser, jobs: list[str] | tuple[str
     parser.add_argument("--worker", choices=jobs, help=argparse.SUPPRESS)
 
 
+def add_precisions_flag(parser: argparse.ArgumentParser) -> None:
+    """``--precisions``: which of fp32 / bf16 to measure; default both where bf16 is native (see
+    ``resolve_precisions``)."""
+    parser.add_argument("--precisions", nargs="+", choices=tuple(PRECISIONS),
+                        help="default: fp32 and bf16 on CUDA and on CPUs with AMX / AVX512-BF16, else fp32 alone")
+
+
+def resolve_precisions(chosen: list[str] | None, device: str) -> list[str]:
+    """``chosen``, or both precisions where bf16 runs natively, else fp32 alone (without AMX / AVX512-BF16, CPU
+    bf16 convolutions fall back to a reference kernel that is far slower than fp32, which measures nothing)."""
+    if chosen:
+        return list(chosen)
+    from sonofm.tasks.precision import cpu_has_fast_bf16
+
+    if device == "cuda" or cpu_has_fast_bf16():
+        return list(PRECISIONS)
+    print("# this CPU has no native bf16 (AMX / AVX512-BF16): measuring fp32 only; --precisions fp32 bf16 forces"
+          " both", file=sys.stderr)
+    return ["fp32"]
+
+
 def check_warmup(parser: argparse.ArgumentParser, warmup: int) -> None:
     """Refuse fewer than one warmup step: the first one counts the FLOPs."""
     if warmup < 1:

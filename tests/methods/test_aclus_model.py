@@ -85,3 +85,20 @@ def test_a_smaller_core_takes_its_own_pass_at_its_own_size():
     out = model.losses(views, view_masks, core, core.clone(), core_masks, torch.ones(2, dtype=torch.bool),
                        torch.Generator().manual_seed(0))
     assert shapes == [(4, 3, 64, 64), (2, 3, 32, 32)] and torch.isfinite(out["loss"])
+
+
+def test_network_embeddings_equal_projections_of_the_pooled_dense_pyramid():
+    """The smoothing shortcut inside the network: the same embeddings as pooling the FPN's full maps."""
+    from sonofm.methods.aclus.model import AclusNetwork
+    from sonofm.methods.aclus.pooling import id_fractions, pool_features
+    from sonofm.models.resnet_fpn import SCALES
+
+    network = AclusNetwork("resnet18", 64, AclusConfig()).double().eval()
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    masks = small_batch()[1][0]
+    fractions = id_fractions(masks, torch.tensor([[0, 1, 2], [2, 2, 1]]), 16).double()
+    dense = network.fpn(images)
+    for scale, embedding in zip(SCALES, network(images, fractions)):
+        head = network.project_c5 if scale == "c5" else network.project_fpn
+        expected = head(pool_features(dense[scale], fractions).flatten(0, 1)).view(2, 3, -1)
+        torch.testing.assert_close(embedding, expected)

@@ -1,11 +1,12 @@
 """Anatomy pooling keeps distinct anatomies distinct (the reference collapsed them into one region)."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from sonofm.methods.aclus.dataset import AclusDataset
-from sonofm.methods.aclus.pooling import id_fractions, id_presence, pool_features, sample_ids
+from sonofm.methods.aclus.pooling import id_fractions, id_presence, pool_features, pool_through_conv, sample_ids
 
 
 def quadrant_mask(size: int = 32) -> torch.Tensor:
@@ -59,3 +60,28 @@ def test_integer_id_pngs_keep_every_anatomy(tmp_path):
         assert set(ids.unique().tolist()) == {0, 1, 2, 3}
     counts = id_presence(sample["view_masks"], 4, background=True)
     assert (counts > 0).sum(dim=1).tolist() == [4, 4]
+
+
+def test_pooling_through_a_conv_equals_pooling_its_output():
+    """The FPN smoothing shortcut is exact: values and gradients, an absent id (all-zero fractions) included."""
+    generator = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(5, 7, 3, padding=1).double()
+    features = torch.randn(2, 5, 6, 8, generator=generator, dtype=torch.float64, requires_grad=True)
+    fractions = torch.rand(2, 3, 12, 16, generator=generator, dtype=torch.float64)
+    fractions[1, 2] = 0.0
+    shortcut = pool_through_conv(conv, features, fractions)
+    dense = pool_features(conv(features), fractions)
+    torch.testing.assert_close(shortcut, dense)
+    assert shortcut[1, 2].abs().max().item() == 0.0
+    upstream = torch.randn(dense.shape, generator=generator, dtype=torch.float64)
+    grads = torch.autograd.grad((shortcut * upstream).sum(), [features, conv.weight, conv.bias])
+    dense_grads = torch.autograd.grad((pool_features(conv(features), fractions) * upstream).sum(),
+                                      [features, conv.weight, conv.bias])
+    for grad, dense_grad in zip(grads, dense_grads):
+        torch.testing.assert_close(grad, dense_grad)
+
+
+def test_pooling_through_a_strided_conv_is_refused():
+    with pytest.raises(ValueError, match="size-keeping"):
+        pool_through_conv(torch.nn.Conv2d(2, 2, 3, stride=2, padding=1), torch.zeros(1, 2, 4, 4),
+                          torch.ones(1, 1, 4, 4))

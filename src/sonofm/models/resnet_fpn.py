@@ -30,9 +30,19 @@ class ResNetFPN(nn.Module):
         self.smooth = nn.ModuleList(nn.Conv2d(FPN_CHANNELS, FPN_CHANNELS, 3, padding=1) for _ in range(3))
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
+        unsmoothed = self.forward_unsmoothed(images)
+        return {scale: self.smoothing(scale)(level) if scale != "c5" else level for scale, level in unsmoothed.items()}
+
+    def forward_unsmoothed(self, images: Tensor) -> dict[str, Tensor]:
+        """The pyramid before the 3x3 convs: C5 and P4, P3, P2 as the top-down path leaves them, shaped as in
+        ``forward``; ``smoothing(scale)`` is the conv that turns each P level into ``forward``'s."""
         c2, c3, c4, c5 = self.backbone.forward_pyramid(images)
         p5 = self.lateral[3](c5)
         p4 = self.lateral[2](c4) + F.interpolate(p5, scale_factor=2.0, mode="nearest")
         p3 = self.lateral[1](c3) + F.interpolate(p4, scale_factor=2.0, mode="nearest")
         p2 = self.lateral[0](c2) + F.interpolate(p3, scale_factor=2.0, mode="nearest")
-        return {"c5": c5, "p4": self.smooth[0](p4), "p3": self.smooth[1](p3), "p2": self.smooth[2](p2)}
+        return {"c5": c5, "p4": p4, "p3": p3, "p2": p2}
+
+    def smoothing(self, scale: str) -> nn.Conv2d:
+        """The 3x3 conv of level ``scale`` (p4, p3 or p2)."""
+        return self.smooth[SCALES.index(scale) - 1]

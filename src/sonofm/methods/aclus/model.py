@@ -6,6 +6,9 @@ the target network is an EMA copy of the online network without the predictor. A
 every scale on the same anatomy ids for both networks (views and core in one pass when the core has the views'
 size, else one pass each), and sums per scale the DetCon-B loss between the views and
 ``context_weight`` x the regression of the clean core's target embeddings from the corrupted core's predictions.
+
+Only mask-pooled features are ever used, so the FPN's 3x3 smoothing convs are applied to pooled vectors
+(``pool_through_conv``, exact) instead of whole maps: at 224 px they would cost more than the ResNet-18 itself.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import Tensor, nn
 
 from sonofm.methods.aclus.corruption import CorruptionConfig
 from sonofm.methods.aclus.loss import context_loss, detcon_loss
-from sonofm.methods.aclus.pooling import id_fractions, id_presence, pool_features, sample_ids
+from sonofm.methods.aclus.pooling import id_fractions, id_presence, pool_features, pool_through_conv, sample_ids
 from sonofm.models.resnet_fpn import FPN_CHANNELS, SCALES, ResNetFPN
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -74,11 +77,11 @@ class AclusNetwork(nn.Module):
 
     def forward(self, images: Tensor, fractions: Tensor) -> list[Tensor]:
         """images (N, 3, S, S) normalised, fractions (N, K, S/4, S/4) -> [(N, K, D)] for c5, p4, p3, p2."""
-        features = self.fpn(images.contiguous(memory_format=torch.channels_last))
-        outputs = []
-        for scale in SCALES:
-            head = self.project_c5 if scale == "c5" else self.project_fpn
-            outputs.append(_apply_rows(head, pool_features(features[scale], fractions)))
+        features = self.fpn.forward_unsmoothed(images.contiguous(memory_format=torch.channels_last))
+        outputs = [_apply_rows(self.project_c5, pool_features(features["c5"], fractions))]
+        for scale in SCALES[1:]:  # only pooled P levels are used, so the 3x3 convs run on pooled vectors
+            pooled = pool_through_conv(self.fpn.smoothing(scale), features[scale], fractions)
+            outputs.append(_apply_rows(self.project_fpn, pooled))
         return outputs
 
 
