@@ -151,7 +151,7 @@ def pyramid_level(fpn, images: torch.Tensor, scale: str) -> torch.Tensor:
     for depth, (name, lateral) in enumerate(zip(("p4", "p3", "p2"), (c4, c3, c2))):
         level = fpn.lateral[2 - depth](lateral) + F.interpolate(level, scale_factor=2.0, mode="nearest")
         if name == scale:
-            return fpn.smooth[depth](level)
+            return fpn.smoothing(scale)(level)
     raise ValueError(scale)
 
 
@@ -164,19 +164,17 @@ def figure_lines(settings: TrainingSettings, results: dict[tuple[str, str], Trai
     """Training figures per method and precision measured, bf16/fp32 per method (when both were), ours/baseline
     per precision."""
     precisions = [precision for precision in PRECISIONS if ("ours", precision) in results]
+    run = {"benchmark": "aclus_throughput", "model": settings.model, "img_size": settings.img_size,
+           "batch_size": settings.batch_size, "device": settings.device, "threads": settings.threads}
     lines = []
     for method in METHODS:
-        common = {"benchmark": "aclus_throughput", "method": method, "model": settings.model,
-                  "img_size": settings.img_size, "batch_size": settings.batch_size, "device": settings.device,
-                  "threads": settings.threads}
+        common = {**run, "method": method}
         per_precision = {precision: results[method, precision] for precision in precisions}
         lines += training_figure_lines(common, per_precision, settings.batch_size, settings.gemm_size, settings.device)
         if len(per_precision) == len(PRECISIONS):
             lines.append(speedup_line(common, per_precision, settings.batch_size))
     for precision in precisions:
-        common = {"benchmark": "aclus_throughput", "method": "ours", "model": settings.model,
-                  "img_size": settings.img_size, "batch_size": settings.batch_size, "device": settings.device,
-                  "threads": settings.threads}
+        common = {**run, "method": "ours"}
         ratio = (images_per_s(results["ours", precision], settings.batch_size)
                  / images_per_s(results["baseline", precision], settings.batch_size))
         lines.append(figure_line(common, precision, "speedup_vs_baseline", round(ratio, 3), "x",

@@ -30,8 +30,8 @@ class ResNetFPN(nn.Module):
         self.smooth = nn.ModuleList(nn.Conv2d(FPN_CHANNELS, FPN_CHANNELS, 3, padding=1) for _ in range(3))
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        unsmoothed = self.forward_unsmoothed(images)
-        return {scale: self.smoothing(scale)(level) if scale != "c5" else level for scale, level in unsmoothed.items()}
+        levels = self.forward_unsmoothed(images)
+        return {"c5": levels["c5"], **{scale: self.smoothing(scale)(levels[scale]) for scale in SCALES[1:]}}
 
     def forward_unsmoothed(self, images: Tensor) -> dict[str, Tensor]:
         """The pyramid before the 3x3 convs: C5 and P4, P3, P2 as the top-down path leaves them, shaped as in
