@@ -10,11 +10,17 @@ from sonofm.cli.main import main
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real-data folder named by ``SONOFM_DATA`` (e.g. ../shared/data); skips the test when it is unavailable."""
+    """The real-data folder named by ``SONOFM_DATA`` (e.g. ../shared/data); skips the test when it is unavailable,
+    or fails it when ``SONOFM_REQUIRE_DATA=1`` (CI with the data beside the checkout: a lost folder must not pass)."""
     value = os.environ.get("SONOFM_DATA")
-    if not value or not Path(value).is_dir():
-        pytest.skip("real data not available (set SONOFM_DATA to the shared data folder)")
-    return Path(value)
+    folder = Path(value) if value else None
+    readable = folder is not None and all(os.access(folder / part, os.R_OK | os.X_OK) for part in ("cls", "seg"))
+    if not readable:
+        message = f"real data not available (SONOFM_DATA={value!r}; set it to the shared data folder)"
+        if os.environ.get("SONOFM_REQUIRE_DATA") == "1":
+            pytest.fail(message + " and SONOFM_REQUIRE_DATA=1 requires it")
+        pytest.skip(message)
+    return folder
 
 
 @pytest.fixture

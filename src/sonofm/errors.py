@@ -7,3 +7,10 @@ class SonofmError(Exception):
     Messages name the offending file or key, e.g. ``"corrupt image: data/benign/x.png (truncated)"``.
     Bugs are never wrapped in this type, so they keep their traceback.
     """
+
+
+def first_line(error: BaseException, limit: int = 120) -> str:
+    """The first line of a library's exception message, cut to ``limit`` characters (its type name when empty), so
+    a SonofmError quoting it stays on one line."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

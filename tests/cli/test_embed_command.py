@@ -5,10 +5,11 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from sonofm.cli.main import main
 from sonofm.data.phantom import write_phantom_dataset
-from sonofm.models import create_backbone
+from sonofm.models import create_backbone, list_backbones
 from sonofm.models.weights import save_backbone_weights
 
 
@@ -69,8 +70,6 @@ def test_bad_weights_file_is_one_line_error(images, tmp_path, cli_error):
 
 
 def test_unnamed_architecture_asks_for_model(images, tmp_path, cli_error):
-    import torch
-
     plain = tmp_path / "plain.pth"
     torch.save(create_backbone("usfm_vit_tiny_patch16", img_size=32).state_dict(), plain)
     message = cli_error(["embed", "--weights", str(plain), "--input", str(images), "--out", str(tmp_path / "e.npz")])
@@ -78,6 +77,17 @@ def test_unnamed_architecture_asks_for_model(images, tmp_path, cli_error):
     assert main(["embed", "--weights", str(plain), "--model", "usfm_vit_tiny_patch16", "--img-size", "32",
                  "--input", str(images), "--out", str(tmp_path / "e.npz"), "--no-progress"]) == 0
     assert np.load(tmp_path / "e.npz")["embeddings"].shape == (3, 192)
+
+
+def test_model_hint_names_a_command_that_lists_the_architectures(images, tmp_path, cli_error, capsys):
+    plain = tmp_path / "plain.pth"
+    torch.save(create_backbone("resnet18", img_size=32).state_dict(), plain)
+    message = cli_error(["embed", "--weights", str(plain), "--input", str(images), "--out", str(tmp_path / "e.npz")])
+    hinted = message.split("see `")[1].split("`")[0].split()
+    assert hinted[0] == "sonofm"
+    assert main(hinted[1:]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed == list_backbones() and "resnet18" in listed
 
 
 def test_wrong_suffix_is_refused(weights, images, tmp_path, cli_error):

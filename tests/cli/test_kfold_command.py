@@ -1,7 +1,11 @@
 """`sonofm kfold` and `--preset` through the CLI: flag wiring, presets and overrides, one-line errors (exit code 2)."""
 
+import csv
 import json
+import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -28,6 +32,12 @@ def config_for(argv: list[str]):
     if args.command == "kfold":
         return cls_config_from_args(KfoldConfig(), args, KFOLD_FLAGS)
     return cls_config_from_args(ClsFinetuneConfig(), args, CLS_FLAGS)
+
+
+def read_confusion(path: Path) -> np.ndarray:
+    """The counts of a ``confusion_matrix*.csv`` (rows: true class, columns: predicted class)."""
+    with path.open() as handle:
+        return np.array([[int(count) for count in row[1:]] for row in list(csv.reader(handle))[1:]])
 
 
 @pytest.mark.parametrize("command", [["finetune", "cls"], ["kfold"]])
@@ -61,8 +71,29 @@ def test_kfold_runs_from_the_command_line_with_a_preset(phantom, tmp_path, capsy
     assert (config["mode"], config["epochs"], config["optim"]["optimizer"]) == ("partial", 1, "adam")
     assert config["folds"] == 2
     assert yaml.safe_load((out / "fold_1/config.yaml").read_text())["optim"]["lr"] == 0.01
+    assert sorted(path.name for path in out.glob("fold_*")) == ["fold_0", "fold_1"]
+    tested_in: dict[str, list[int]] = {}  # image -> the folds whose test split holds it
+    for fold in range(2):
+        with (out / "splits" / f"fold_{fold}.csv").open() as handle:
+            for row in csv.DictReader(handle):
+                if row["split"] == "test":
+                    tested_in.setdefault(row["name"], []).append(fold)
+    images = sorted(path.relative_to(phantom).as_posix() for path in phantom.glob("*/*.png"))
+    assert len(images) == 32 and sorted(tested_in) == images
+    assert all(len(folds) == 1 for folds in tested_in.values())
+    summed = read_confusion(out / "confusion_matrix_summed.csv")
+    assert summed.sum() == 32 and summed.sum(axis=1).tolist() == [8, 8, 8, 8]
+    per_fold = [read_confusion(out / f"fold_{fold}" / "confusion_matrix_test.csv") for fold in range(2)]
+    assert (summed == per_fold[0] + per_fold[1]).all()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert {"fold_0/test/accuracy", "mean/accuracy", "std/accuracy", "pooled/macro_f1"} <= metrics.keys()
+    scores = {key: value for key, value in metrics.items() if not key.endswith("best_epoch")}
+    assert {"fold_0/test/accuracy", "fold_1/test/auroc", "mean/accuracy", "std/accuracy",
+            "pooled/macro_f1"} <= scores.keys()
+    assert not any(key.startswith("fold_2/") for key in scores)
+    assert all(math.isfinite(value) and 0 <= value <= 1 for value in scores.values())
+    assert metrics["pooled/accuracy"] == pytest.approx(np.trace(summed) / 32)
+    fold_accuracies = [metrics[f"fold_{fold}/test/accuracy"] for fold in range(2)]
+    assert metrics["mean/accuracy"] == pytest.approx(np.mean(fold_accuracies))
     printed = capsys.readouterr().out
     assert "pooled" in printed and "mean" in printed
 

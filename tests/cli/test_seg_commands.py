@@ -82,8 +82,9 @@ def test_mask_of_wrong_size_is_named(phantom, tmp_path, cli_error):
 
 
 def test_bad_head_option_leaves_no_run_folder(phantom, tmp_path, cli_error):
-    cli_error(["finetune", "seg", "--data", str(phantom / "seg"), "--out", str(tmp_path / "run"), *FAST,
-                      "--set", "model_args={depth: 2}"])
+    message = cli_error(["finetune", "seg", "--data", str(phantom / "seg"), "--out", str(tmp_path / "run"), *FAST,
+                         "--set", "model_args={depth: 2}"])  # UperNet taps 4 blocks of the ViT
+    assert message == "sonofm: error: a 2-block backbone has too few blocks for 4 feature maps\n"
     assert not (tmp_path / "run").exists()
 
 

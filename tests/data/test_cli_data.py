@@ -71,6 +71,20 @@ def test_check_lists_every_problem_then_returns_1(tmp_path, capsys):
     assert out.rstrip().endswith("4 problems found")
 
 
+def test_check_on_broken_dicom_and_cine_sources_returns_1_naming_each_file(tmp_path, capsys):
+    for name in ("lung", "pleura"):
+        for i in range(2):
+            png(tmp_path / name / f"{name}{i}.png", np.full((6, 6), 40 * i, np.uint8))
+    (tmp_path / "lung" / "scan.dcm").write_bytes(b"nope" * 40)
+    (tmp_path / "pleura" / "loop.mp4").write_bytes(b"nope" * 40)
+    code, out, err = run(capsys, "check", tmp_path)
+    assert code == 1 and err == ""
+    problems = [line for line in out.splitlines() if line.startswith("problem: ")]
+    assert problems[0] == f"problem: cannot read DICOM {tmp_path / 'lung' / 'scan.dcm'}: not a DICOM file"
+    assert problems[1].startswith(f"problem: cannot read cine {tmp_path / 'pleura' / 'loop.mp4'}: truncated or corrupt")
+    assert len(problems) == 2 and out.rstrip().endswith("2 problems found")
+
+
 def test_empty_class_folder_is_an_error_naming_it(tmp_path, capsys):
     root = classification_folder(tmp_path)
     (root / "effusion").mkdir()

@@ -81,7 +81,7 @@ def test_data_check_lists_every_broken_source(tmp_path, media, capsys):
     code = main(["data", "check", str(root)])
     output = capsys.readouterr()
     text = output.out + output.err
-    assert code != 0 and "bad.dcm" in text and "bad.mp4" in text
+    assert code == 1 and "bad.dcm" in text and "bad.mp4" in text
 
 
 def test_finetune_cls_on_dicom_and_gif(tmp_path, media):

@@ -1,5 +1,7 @@
 """Reading images and masks: formats, bit depths, channel handling, and one clear error per bad file."""
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +112,40 @@ def test_image_size_reads_the_header(tmp_path):
     assert image_size(save(tmp_path / "a.png", GRAY)) == (16, 12)
     with pytest.raises(SonofmError, match="missing.png"):
         image_size(tmp_path / "missing.png")
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose checksummed header declares ``width`` x ``height`` pixels, with almost no pixel data."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_huge_declared_size_is_refused_by_every_reader_in_one_line(tmp_path):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_claiming(100_000, 100_000))
+    for read in (read_image, read_mask, image_size):  # image_size let Pillow's DecompressionBombError escape
+        with pytest.raises(SonofmError, match=rf"^cannot read (image|mask) {huge}: too many pixels"):
+            read(huge)
+
+
+@pytest.mark.parametrize("fmt, position, reader", [
+    ("TIFF", 72, read_image),  # escaped as TypeError ('IFDRational' object cannot be interpreted as an integer)
+    ("TIFF", 12, image_size),  # escaped as ValueError (Invalid dimensions)
+    ("TIFF", 21, image_size),  # escaped as DecompressionBombError
+    ("PNG", 11, image_size),  # escaped as ValueError (Truncated IHDR chunk)
+])
+def test_one_flipped_bit_gives_one_line_naming_the_file(tmp_path, fmt, position, reader):
+    path = save(tmp_path / f"flipped.{fmt.lower()}", GRAY)
+    data = bytearray(path.read_bytes())
+    data[position] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(SonofmError) as refused:
+        reader(path)
+    assert str(refused.value).startswith(f"cannot read image {path}: ") and "\n" not in str(refused.value)
 
 
 def test_unique_ids_and_extensions():

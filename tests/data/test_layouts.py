@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sonofm.data.frames import FrameSampling, set_default_sampling
 from sonofm.data.layouts import load_index
 from sonofm.errors import SonofmError
 
@@ -105,6 +106,28 @@ def test_class_folders_with_group_column_and_ignored_files(tmp_path):
     assert [(s.name, s.label, s.group) for s in index.samples] == [("c1", 0, "g1"), ("c2", 0, "g1"), ("r1", 1, "g2")]
     with pytest.raises(SonofmError, match="not segmentation"):
         load_index(tmp_path, task="seg")
+
+
+def test_labels_rows_are_each_tied_to_one_image(tmp_path, media):
+    png(tmp_path / "a" / "x1.png")
+    png(tmp_path / "b" / "y1.png")
+    media.video(tmp_path / "b" / "clip.gif", media.ramp(3))
+    labels = tmp_path / "labels.csv"
+    write_csv(labels, "name,class,group\nx1,a,g1\nghost,a,g2\n,b,g3\ny1,b,g3\nx1,a,g4\nclip_f0001,b,g5\n"
+                      "clip_f0009,b,g5\nclip,b,g5\n,,")
+    index = load_index(tmp_path)
+    assert index.row_problems == [
+        f"{labels} line 4: row without a 'name' (the image file stem)",
+        f"{labels} line 6: name 'x1' repeats line 2",
+        f"{labels} line 3: row 'ghost' matches no image (no file with that stem)",
+        f"{labels} line 8: row 'clip_f0009' matches no image (no file with that stem)",  # the clip has 3 frames
+    ]  # a frame's row and the clip's own row match; a trailing row of empty cells is no row
+    set_default_sampling(FrameSampling(step=2))
+    try:
+        assert load_index(tmp_path).row_problems == index.row_problems  # clip_f0001, not sampled now, still matches
+    finally:
+        set_default_sampling(FrameSampling())
+    assert {s.name: s.group for s in index.samples}["x1"] == "g4"  # the last of repeated rows wins, as before
 
 
 def test_empty_class_folder_and_single_class_are_refused(tmp_path):

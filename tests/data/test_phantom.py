@@ -1,10 +1,11 @@
-"""The phantom generator: determinism, geometry, masks, lesion physics, speckle, dataset layout, speed."""
+"""The phantom generator: determinism, geometry, masks, lesion physics, speckle, dataset layout.
+
+Rendering speed is measured by benchmarks/phantom_throughput.py, not here."""
 
 from __future__ import annotations
 
 import csv
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -192,15 +193,6 @@ def test_perturbed_frames_show_the_same_subject() -> None:
         union = ((mask == 1) | (base_mask == 1)).sum()
         assert 0.6 < intersection / union < 1.0
         assert abs(moved.gain_db - subject.gain_db) < 5
-
-
-def test_rendering_is_fast() -> None:
-    """20 images at 128 px in well under 2 s of CPU time (CPU time, so that a busy machine does not fail it)."""
-    rng = np.random.default_rng(0)
-    start = time.process_time()
-    for index in range(20):
-        render_phantom(rng, PHANTOM_CLASSES[index % 4], 128)
-    assert time.process_time() - start < 1.5
 
 
 @pytest.mark.parametrize(

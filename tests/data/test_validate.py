@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sonofm.cli.main import main
 from sonofm.data.layouts import load_index
 from sonofm.data.validate import assert_valid, check_dataset
 from sonofm.errors import SonofmError
@@ -101,6 +102,35 @@ def test_classification_label_group_and_identical_image_checks(tmp_path):
     assert report.warnings == [f"identical pixels in different groups: {tmp_path / 'benign' / 'b1.png'}, "
                                f"{tmp_path / 'malignant' / 'm1.png'}"]
     assert "warning: identical pixels" in report.format()
+
+
+def test_labels_row_without_an_image_is_listed_by_data_check_and_stops_training(tmp_path, capsys):
+    """Issue 25: a row 'ghost_image,<class>,<group>' with no such file passed `data check` silently."""
+    png(tmp_path / "benign" / "b1.png", image(value=10))
+    png(tmp_path / "malignant" / "m1.png", image(value=30))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("name,class,group\nb1,benign,g1\nghost_image,benign,g9\nm1,malignant,g2\n")
+    row_problem = f"{labels} line 3: row 'ghost_image' matches no image (no file with that stem)"
+    assert check_dataset(load_index(tmp_path)).problems == [row_problem]
+    assert main(["data", "check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"problem: {row_problem}" in out.splitlines() and out.rstrip().endswith("1 problems found")
+    with pytest.raises(SonofmError) as refused:
+        assert_valid(load_index(tmp_path))
+    assert str(refused.value).startswith(f"1 problems in dataset {tmp_path}: {row_problem}; run 'sonofm data check")
+
+
+def test_every_image_needs_its_row_where_the_layout_requires_one(tmp_path):
+    png(tmp_path / "images" / "a.png", image(value=10))
+    png(tmp_path / "images" / "b.png", image(value=20))
+    png(tmp_path / "images" / "c.png", image(value=30))
+    png(tmp_path / "images" / "d.png", image(value=40))
+    (tmp_path / "labels.csv").write_text("name,class,patient\na,tumour,p1\nb,,p2\nd,normal,p3\n")  # flat: class per row
+    assert check_dataset(load_index(tmp_path)).problems == [
+        f"no class for image {tmp_path / 'images' / 'b.png'} (an empty 'class' in labels.csv)",
+        f"no class for image {tmp_path / 'images' / 'c.png'} (no row in labels.csv)",
+        f"no row in labels.csv for image {tmp_path / 'images' / 'c.png'} (its group column 'patient' needs one)",
+    ]
 
 
 def test_groups_across_layout_splits_and_counts_per_split(tmp_path):

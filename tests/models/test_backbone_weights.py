@@ -1,8 +1,12 @@
 """Loading weights: the official USFM layout at 224 and 512 px, containers and prefixes, refusals, safetensors."""
 
+import zipfile
+
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 from sonofm.errors import SonofmError
 from sonofm.models import UsfmViT, create_backbone, load_backbone_weights, save_backbone_weights
@@ -180,6 +184,81 @@ def test_unreadable_files_are_named(tmp_path, tiny_usfm):
     torch.save({"epoch": 1, "config": {"lr": 0.1}}, no_tensors)
     with pytest.raises(SonofmError, match=r"no tensors found in weights file .*meta\.pt \(top-level keys: epoch,"):
         load_backbone_weights(model, no_tensors)
+
+
+ACCEPTED = "accepted formats: safetensors (.safetensors) or tensors saved with torch.save (.pth, .pt, .bin, .ckpt"
+UNSAFE_ADVICE = ("weights_only", "safe_globals", "trust the source")
+
+
+def refusal(model, path) -> str:
+    """The one-line SonofmError of loading ``path`` into ``model``, checked free of PyTorch's unsafe advice."""
+    with pytest.raises(SonofmError) as caught:
+        load_backbone_weights(model, path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    assert not any(words in message for words in UNSAFE_ADVICE), message
+    return message
+
+
+@pytest.mark.parametrize("seed", [17, 62])
+def test_random_bytes_that_crashed_the_unpickler_give_one_line(tmp_path, tiny_usfm, seed):
+    """Issue 25: these bytes raised IndexError (17) and KeyError (62) inside the weights-only unpickler."""
+    data = np.random.default_rng(seed).bytes(4096)
+    raw, as_pickle = tmp_path / "random.pth", tmp_path / "random_pickle.pt"
+    raw.write_bytes(data)
+    as_pickle.write_bytes(b"\x80\x02" + data)  # a pickle protocol header: the bytes reach torch's unpickler
+    assert refusal(tiny_usfm(), raw).endswith(ACCEPTED + ": a state dict or a checkpoint holding one)")
+    assert "it is not a readable PyTorch file (truncated or corrupt" in refusal(tiny_usfm(), as_pickle)
+
+
+class WritesMarker:
+    """Unpickling this would call ``open(marker, "w")``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_pickle_that_would_run_code_is_refused_and_never_runs(tmp_path, tiny_usfm, zip_format):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "doctored.pth"
+    torch.save({"state_dict": tiny_usfm().state_dict(), "hook": WritesMarker(marker)}, path,
+               _use_new_zipfile_serialization=zip_format)
+    message = refusal(tiny_usfm(), path)
+    assert (f"{path}: it holds pickled Python objects, not just tensors (io.open); sonofm reads tensors only and "
+            "never runs code from a weights file; accepted formats") in message
+    assert not marker.exists()
+
+
+def test_each_unreadable_file_says_what_it_is_not_and_which_formats_are_accepted(tmp_path, tiny_usfm):
+    model, state = tiny_usfm(), tiny_usfm().state_dict()
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "folder.safetensors").mkdir()
+    with zipfile.ZipFile(tmp_path / "archive.pth", "w") as archive:
+        archive.writestr("notes.txt", "not a checkpoint")
+    save_file(state, tmp_path / "full.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "full.safetensors").read_bytes()[:-100])
+    torch.save(state, tmp_path / "full.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "full.pth").read_bytes()[:-100])
+    expected = {"empty.pth": "the file is empty", "folder.safetensors": "it is a folder, not a file",
+                "archive.pth": "it is a zip archive but not a PyTorch checkpoint (no data.pkl inside)",
+                "cut.safetensors": "it is not a valid safetensors file (", "cut.pth": "it is a damaged zip archive ("}
+    for name, what in expected.items():
+        message = refusal(model, tmp_path / name)
+        assert message.startswith(f"cannot read weights file {tmp_path / name}: {what}") and ACCEPTED in message
+
+
+def test_format_is_read_from_the_content_not_the_extension(tmp_path, tiny_usfm):
+    source = tiny_usfm(seed=3)
+    save_file(source.state_dict(), tmp_path / "misnamed.pth")
+    torch.save(source.state_dict(), tmp_path / "misnamed.safetensors")
+    for name in ("misnamed.pth", "misnamed.safetensors"):
+        model = tiny_usfm(seed=4)
+        assert load_backbone_weights(model, tmp_path / name).missing == []
+        assert torch.equal(model.cls_token, source.cls_token)
 
 
 def test_safetensors_round_trip_gives_identical_outputs(tmp_path, tiny_usfm, tiny_vit):

@@ -1,7 +1,9 @@
 """The label-efficiency harness on phantom data: every run, one shared test split, summaries, resume."""
 
 import csv
+import shutil
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +67,33 @@ def test_summary_is_mean_and_std_of_the_runs(experiment):
     assert "± " in (out / "summary.md").read_text()
 
 
-def test_rerun_with_overwrite_absent_reuses_finished_runs(experiment, capsys):
+def model_stamps(out: Path) -> dict[str, tuple[int, bytes]]:
+    """(modification time, bytes) of every model file of an experiment folder, by relative path."""
+    return {str(path.relative_to(out)): (path.stat().st_mtime_ns, path.read_bytes())
+            for path in sorted(out.glob("**/model.safetensors"))}
+
+
+def test_rerun_of_a_finished_experiment_is_refused_without_overwrite(experiment, capsys):
     out, argv = experiment
-    assert main(argv) == 2  # the experiment is finished
-    assert "is finished" in capsys.readouterr().err
+    before = model_stamps(out)
+    assert main(argv) == 2
+    assert "is finished; pass --overwrite" in capsys.readouterr().err
+    assert model_stamps(out) == before
+
+
+def test_interrupted_experiment_reuses_finished_runs(experiment, tmp_path, capsys):
+    """An experiment stopped after its runs but before its summary reruns no training: the pretraining's and every
+    fine-tuning run's model file stay untouched, and the results are rebuilt from the finished runs."""
+    original, argv = experiment
+    out = tmp_path / "label_efficiency"
+    shutil.copytree(original, out)
+    for name in ("metrics.json", "results.csv", "summary.csv"):
+        (out / name).unlink()
+    before = model_stamps(out)
+    capsys.readouterr()
+    assert main([str(out) if arg == str(original) else arg for arg in argv]) == 0
+    printed = capsys.readouterr().out
+    assert "pretraining usfm_vit_tiny_patch16" not in printed and printed.count("[8/8]") == 1
+    assert model_stamps(out) == before and len(before) == 1 + 8
+    assert read_csv(out / "results.csv") == read_csv(original / "results.csv")
+    assert (out / "summary.csv").read_text() == (original / "summary.csv").read_text()

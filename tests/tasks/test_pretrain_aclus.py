@@ -4,6 +4,7 @@ that fine-tuning loads, fails clearly on bad input; on real ultrasound a short C
 import csv
 import shutil
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -44,19 +45,48 @@ def test_interrupted_run_resumes_exactly_and_exports_a_backbone(phantom, tmp_pat
     torch.testing.assert_close(backbone.conv1.weight, exported["model.online.fpn.backbone.conv1.weight"])
 
 
+class AnatomyIdsSeen(L.Callback):
+    """Collects every anatomy id in the view and core maps of the training batches."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict, batch_idx: int):
+        for name in ("view_masks", "core_mask"):
+            self.ids |= {int(value) for value in batch[name].unique()}
+
+
+def two_id_map(size: tuple[int, int], left: int, right: int) -> Image.Image:
+    """An anatomy map with id ``left`` on its left half and ``right`` on its right half."""
+    width, height = size
+    ids = np.full((height, width), left, np.uint8)
+    ids[:, width // 2 :] = right
+    return Image.fromarray(ids)
+
+
 def test_automask_index_drives_pretraining(phantom, tmp_path):
+    """The maps named in the index are the ones trained on: each image's own ids (10 + k | 40 + k, absent from the
+    phantom's masks of the same name) reach the batches, and nothing else."""
     index = tmp_path / "masks" / "index.csv"
-    (tmp_path / "masks" / "masks").mkdir(parents=True)
-    rows = []
-    for image in sorted((phantom / "images").glob("*.png"))[:8]:
-        shutil.copy(phantom / "masks" / image.name, tmp_path / "masks" / "masks" / image.name)
-        rows.append({"image": str(image), "mask": f"masks/{image.name}", "classes_present": "", "mean_confidence": "1"})
+    (tmp_path / "masks" / "maps").mkdir(parents=True)
+    rows, own_ids = [], []
+    for number, image in enumerate(sorted((phantom / "images").glob("*.png"))[:8]):
+        two_id_map(Image.open(image).size, 10 + number, 40 + number).save(tmp_path / "masks" / "maps" / f"{number}.png")
+        rows.append({"image": str(image), "mask": f"maps/{number}.png", "classes_present": "", "mean_confidence": "1"})
+        own_ids.append({10 + number, 40 + number})
     with index.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    metrics = pretrain_aclus(tiny_config(phantom, masks=[str(index)], epochs=1), tmp_path / "run", **QUIET)
+    seen = AnatomyIdsSeen()
+    metrics = pretrain_aclus(tiny_config(phantom, masks=[str(index)], epochs=1), tmp_path / "run", callbacks=[seen],
+                             **QUIET)
     assert metrics["images"] == 8 and np.isfinite(metrics["train/loss_epoch"])
+    with (tmp_path / "run" / "pairs.csv").open() as handle:
+        pairs = [(row["image"], row["mask"]) for row in csv.DictReader(handle)]
+    assert pairs == [(row["image"], str(index.parent / row["mask"])) for row in rows]
+    assert seen.ids <= set().union(*own_ids)
+    assert all(seen.ids & ids for ids in own_ids)  # every image's map was read (a crop may show one half only)
 
 
 def test_bad_input_fails_with_one_line(phantom, tmp_path, cli_error):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -13,6 +14,7 @@ from safetensors.torch import load_file
 from sonofm.data.phantom import write_phantom_dataset
 from sonofm.errors import SonofmError
 from sonofm.models import create_backbone, load_backbone_weights
+from sonofm.tasks.finetune_cls import ClsFinetuneConfig, finetune_classifier
 from sonofm.tasks.pretrain_mim import OFFICIAL_EXPORT, MimPretrainConfig, pretrain_mim
 
 
@@ -86,18 +88,34 @@ def test_exports_load_as_backbones_with_the_same_outputs(pretrain_run):
     assert not any("relative_position_index" in key or key.startswith("decoder") for key in official)
 
 
-def test_pretrained_weights_fine_tune(pretrain_run, tmp_path):
-    from sonofm.data.phantom import write_phantom_dataset as phantom
-    from sonofm.tasks.finetune_cls import ClsFinetuneConfig, finetune_classifier
+class BackboneAtStart(L.Callback):
+    """Keeps a copy of the fine-tuned model's backbone tensors as training starts, before any optimiser step."""
 
+    def __init__(self) -> None:
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.tensors = {key: value.clone() for key, value in pl_module.model.backbone.state_dict().items()}
+
+
+def test_pretrained_weights_fine_tune(pretrain_run, tmp_path):
+    """Fine-tuning starts from the exported backbone: every exported tensor, bit for bit; the shared relative
+    position table in each block's own table."""
     out, _ = pretrain_run
-    data = phantom(tmp_path / "ph", n_per_class=8, size=64, seed=5, frames_per_group=1) / "cls"
+    data = write_phantom_dataset(tmp_path / "ph", n_per_class=8, size=64, seed=5, frames_per_group=1) / "cls"
     config = ClsFinetuneConfig(data=str(data), model="usfm_vit_tiny_patch16", model_args={"depth": 4},
                                weights=str(out / "model.safetensors"), img_size=64, epochs=1, batch_size=16,
                                num_workers=0, progress=False)
-    messages = []
-    finetune_classifier(config, tmp_path / "cls", echo=messages.append)
-    assert any("loaded" in message for message in messages)
+    start = BackboneAtStart()
+    finetune_classifier(config, tmp_path / "cls", echo=quiet, callbacks=[start])
+    exported = load_file(out / "model.safetensors")
+    shared = exported.pop("rel_pos_bias.relative_position_bias_table")
+    tables = {key for key in start.tensors if key.endswith("attn.relative_position_bias_table")}
+    assert len(tables) == 4 and start.tensors.keys() - tables == exported.keys()
+    for key in tables:
+        torch.testing.assert_close(start.tensors[key], shared, rtol=0, atol=0, msg=key)
+    for key, value in exported.items():
+        torch.testing.assert_close(start.tensors[key], value, rtol=0, atol=0, msg=key)
 
 
 def test_resume_after_interruption_matches(phantom_images, tmp_path, crash_at_epoch):

@@ -3,18 +3,23 @@ masks, automask writes right-sized id maps and resumes, runs resume exactly, and
 
 import csv
 import json
+import math
 import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from sonofm.cli.main import main
+from sonofm.data.datasets import SegmentationDataset
 from sonofm.data.layouts import load_index
 from sonofm.data.phantom import write_phantom_dataset
+from sonofm.data.records import Sample
 from sonofm.data.splits import load_split
 from sonofm.sam import build_adapted_sam, build_sam, load_adapted_sam, save_sam_checkpoint
+from sonofm.tasks import sam_train
 from sonofm.tasks.sam_automask import Shard, automask
 from sonofm.tasks.sam_evaluation import evaluate_sam
 from sonofm.tasks.sam_train import PrompterConfig, SamFinetuneConfig, finetune_sam, train_prompter
@@ -145,21 +150,38 @@ def test_automask_writes_id_maps_at_each_image_size_and_resumes(phantom, prompte
     assert automask(prompter_run[0], images, out, progress=False, **QUIET).written == 1
 
 
-def test_interrupted_stage_one_resumes_exactly(phantom, tiny_sam, tmp_path, crash_at_epoch):
+def test_interrupted_stage_one_resumes_exactly(phantom, tiny_sam, tmp_path, crash_at_epoch, assert_same_weights):
     config = stage_one_config(phantom, tiny_sam, epochs=3, img_size=64)
-    straight = finetune_sam(config, tmp_path / "straight", **QUIET)
+    finetune_sam(config, tmp_path / "straight", **QUIET)
     with pytest.raises(RuntimeError, match="simulated crash"):
         finetune_sam(stage_one_config(phantom, tiny_sam, epochs=3, img_size=64), tmp_path / "resumed",
                      callbacks=[crash_at_epoch(2)], **QUIET)
-    resumed = finetune_sam(stage_one_config(phantom, tiny_sam, epochs=3, img_size=64), tmp_path / "resumed", **QUIET)
-    assert resumed == pytest.approx(straight, abs=1e-6, nan_ok=True)
+    finetune_sam(stage_one_config(phantom, tiny_sam, epochs=3, img_size=64), tmp_path / "resumed", **QUIET)
+    assert_same_weights(tmp_path / "straight", tmp_path / "resumed")  # the LoRA factors and the mask decoder
+    assert (tmp_path / "resumed/split.csv").read_text() == (tmp_path / "straight/split.csv").read_text()
+    assert (tmp_path / "resumed/log.csv").read_text().count("\n") == 1 + 3
 
 
-def test_cached_embeddings_train_a_frozen_encoder_model(phantom, tiny_sam, tmp_path):
-    config = stage_one_config(phantom, tiny_sam, epochs=2, img_size=64, encoder_tuning="frozen",
-                              cache_embeddings=True)
-    metrics = finetune_sam(config, tmp_path / "cached", **QUIET)
-    assert "test/point/dice" in metrics
+def unaugmented(samples: list[Sample], img_size: int, train: bool) -> SegmentationDataset:
+    """A segmentation data set that never augments: the images the embedding cache encodes."""
+    return SegmentationDataset(samples, img_size, train=False)
+
+
+def test_cached_embeddings_train_the_frozen_encoder_model_as_images_do(phantom, tiny_sam, tmp_path, monkeypatch,
+                                                                      assert_same_weights):
+    """Training on cached embeddings ends with the weights that training on the (un-augmented) images through the
+    frozen encoder gives, bit for bit, and only the mask decoder trains."""
+    frozen = {"epochs": 1, "img_size": 64, "encoder_tuning": "frozen", "num_workers": 0}
+    finetune_sam(stage_one_config(phantom, tiny_sam, cache_embeddings=True, **frozen), tmp_path / "cached", **QUIET)
+    monkeypatch.setattr(sam_train, "SegmentationDataset", unaugmented)
+    finetune_sam(stage_one_config(phantom, tiny_sam, **frozen), tmp_path / "images", **QUIET)
+    assert_same_weights(tmp_path / "cached", tmp_path / "images")
+
+    trained = load_file(tmp_path / "cached" / "model.safetensors")
+    base = torch.load(tiny_sam, weights_only=True)
+    assert trained and all(key.startswith("sam.mask_decoder.") for key in trained)  # no encoder tensor, no LoRA
+    moved = [key for key, value in trained.items() if not torch.equal(value, base[key.removeprefix("sam.")])]
+    assert len(moved) > len(trained) / 2, moved
 
 
 def test_bad_input_fails_with_one_line(phantom, tiny_sam, a_sam_run, prompter_run, tmp_path, cli_error):
@@ -205,8 +227,22 @@ def test_samus_list_layout_trains_through_the_cli(phantom, tiny_sam, tmp_path):
     with (run / "split.csv").open() as handle:
         written = {row["name"]: row["split"] for row in csv.DictReader(handle)}
     assert written == {f"{name}.png": split for split, chosen in parts.items() for name in chosen}
+    with (run / "per_image_test_box.csv").open() as handle:
+        assert sorted(row["name"] for row in csv.DictReader(handle)) == parts["test"]  # scored on test.txt
     metrics = json.loads((run / "metrics.json").read_text())
     assert "test/box/dice" in metrics and "test/point/dice" not in metrics
+    assert metrics.pop("best_epoch") == 0  # the one epoch
+    assert_scores_in_range(metrics, image_side=64)
+
+
+def assert_scores_in_range(scores: dict[str, float], image_side: int) -> None:
+    """Every score is a finite number; HD95 (pixels) lies within the image diagonal, every other score in [0, 1]."""
+    for key, value in scores.items():
+        assert isinstance(value, (int, float)) and math.isfinite(value), (key, value)
+        if "/hd95" in key and not key.endswith("hd95_undefined"):
+            assert 0 <= value <= image_side * math.sqrt(2), (key, value)
+        else:
+            assert 0 <= value <= 1, (key, value)
 
 
 def test_shard_comes_from_the_launcher_environment(monkeypatch):

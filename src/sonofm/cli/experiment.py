@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from sonofm.cli.options import add_output_flags, config_from_args
+from sonofm.errors import SonofmError
 
 LABEL_EFFICIENCY_FLAGS = {
     "task": "task", "data": "data", "pretrain_data": "pretrain_data", "weights": "weights", "model": "model",
@@ -46,5 +48,8 @@ def run_label_efficiency_command(args: argparse.Namespace) -> int:
     from sonofm.tasks.label_efficiency import LabelEfficiencyConfig, run_label_efficiency
 
     config = config_from_args(LabelEfficiencyConfig(), args, LABEL_EFFICIENCY_FLAGS)
+    config.validate()
+    if config.weights and not Path(config.weights).is_file():
+        raise SonofmError(f"--weights {config.weights} is not a file; nothing was started")
     run_label_efficiency(config, args.out, overwrite=args.overwrite)
     return 0

@@ -4,13 +4,18 @@ Every command module exposes ``register(subparsers)``, which adds its parsers an
 the parsed ``argparse.Namespace`` and returning an exit code) with ``set_defaults``. A :class:`SonofmError` raised
 anywhere becomes one line on stderr and exit code 2; bugs keep their traceback. Every command also takes the
 frame-sampling flags of :mod:`sonofm.cli.inputs` (``--frame-step``, ``--max-frames``) for cine loops and multi-frame
-DICOM.
+DICOM. Ctrl-C (SIGINT) ends a command with one line and exit code 130, also when Lightning has caught it first (it
+shuts training down and calls ``sys.exit(1)``); the run folder keeps its last checkpoint, so rerunning resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sonofm import __version__
 from sonofm.cli.inputs import add_frame_flags, apply_frame_flags
@@ -42,15 +47,47 @@ def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentPars
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with _watching_ctrl_c() as interrupted:
+        try:
+            apply_frame_flags(args)
+            return int(args.handler(args) or 0)
+        except SonofmError as error:
+            print(f"sonofm: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return _interrupted()
+        except SystemExit:
+            if interrupted.is_set():  # Lightning's sys.exit(1) after its own handling of Ctrl-C
+                return _interrupted()
+            raise
+
+
+def _interrupted() -> int:
+    print("sonofm: interrupted; rerun the same command to resume", file=sys.stderr)
+    return 130
+
+
+@contextmanager
+def _watching_ctrl_c() -> Iterator[threading.Event]:
+    """An event set when SIGINT arrives while the block runs; the signal still raises KeyboardInterrupt as usual.
+
+    Only Python's own handler in the main thread is wrapped (an ignored SIGINT stays ignored); it is restored after.
+    """
+    interrupted = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is not signal.default_int_handler:
+        yield interrupted
+        return
+
+    def record_and_raise(signum: int, frame) -> None:
+        interrupted.set()
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, record_and_raise)
     try:
-        apply_frame_flags(args)
-        return int(args.handler(args) or 0)
-    except SonofmError as error:
-        print(f"sonofm: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("sonofm: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

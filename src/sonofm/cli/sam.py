@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from sonofm.cli.options import HARDWARE_FLAGS, add_hardware_flags, add_output_flags, config_from_args
+from sonofm.errors import SonofmError
 
 TRAINING_FLAGS = {
     "data": "data", "epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "group_by": "group_by",
@@ -100,6 +102,8 @@ def run_train_prompter(args: argparse.Namespace) -> int:
 def run_automask(args: argparse.Namespace) -> int:
     from sonofm.tasks.sam_automask import Shard, automask
 
+    if not Path(args.images).is_dir():  # checked before --out is claimed for these images
+        raise SonofmError(f"--images {args.images} is not a folder; nothing was written")
     shard = Shard.parse(args.shard) if args.shard else None
     summary = automask(args.run, args.images, args.out, args.batch_size, shard, args.precision, args.num_workers,
                        args.accelerator, progress=not args.no_progress)

@@ -11,8 +11,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from sonofm.errors import SonofmError
+from sonofm.errors import SonofmError, first_line
 
 CINE_EXTENSIONS = (".mp4", ".avi", ".gif")
 """File extensions (lower case) read as cine loops."""
@@ -34,14 +35,24 @@ def _decode_all(path: Path) -> list[np.ndarray]:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise SonofmError(f"cannot read cine {path}: no video stream")
+            _require_plausible_size(container.streams.video[0], path)
             frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     except SonofmError:
         raise
     except Exception as error:  # av.error.* for corrupt or truncated data
-        raise SonofmError(f"cannot read cine {path}: truncated or corrupt ({error})") from None
+        raise SonofmError(f"cannot read cine {path}: truncated or corrupt ({first_line(error)})") from None
     if not frames:
         raise SonofmError(f"cannot read cine {path}: no decodable frames")
     return frames
+
+
+def _require_plausible_size(stream, path: Path) -> None:
+    """Refuse a clip whose declared frame size exceeds the pixel limit of plain images (twice Pillow's
+    ``MAX_IMAGE_PIXELS``) before any frame is decoded: a damaged or hostile header must not take gigabytes."""
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width * height > 2 * Image.MAX_IMAGE_PIXELS:
+        raise SonofmError(f"cannot read cine {path}: frames of {width}x{height} are too many pixels "
+                          "(Pillow decompression-bomb limit)")
 
 
 def cine_frames(path: str | Path) -> list[np.ndarray]:

@@ -6,12 +6,14 @@ identifiers are never read into samples, logs or outputs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from sonofm.errors import SonofmError
+from sonofm.errors import SonofmError, first_line
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 """File extensions (lower case) read as DICOM."""
@@ -52,19 +54,59 @@ def _open_cached(name: str, mtime_ns: int, size: int, pixels: bool):
     except InvalidDicomError:
         raise _Unreadable("not a DICOM file") from None
     except Exception as error:  # pydicom raises many types for truncated data
-        raise _Unreadable(f"truncated or corrupt ({error})") from None
+        raise _Unreadable(f"truncated or corrupt ({first_line(error)})") from None
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    rows: int
+    columns: int
+    frames: int
+
+
+def _geometry(dataset, path: Path) -> _Geometry:
+    """Rows, columns and frames from the header; SonofmError naming the file when they are damaged, exceed the
+    pixel limit of plain images (twice Pillow's ``Image.MAX_IMAGE_PIXELS``) or declare more frames than the file
+    could hold."""
+    try:
+        frames = max(int(dataset.get("NumberOfFrames", 1) or 1), 1)
+        geometry = _Geometry(int(dataset.Rows), int(dataset.Columns), frames)
+        frame_bytes = _least_frame_bytes(dataset, geometry)
+    except Exception as error:  # pydicom converts values on access: a damaged one raises here
+        raise SonofmError(f"cannot read DICOM {path}: damaged header ({first_line(error)})") from None
+    if geometry.rows < 1 or geometry.columns < 1:
+        raise SonofmError(f"cannot read DICOM {path}: holds no image ({geometry.rows}x{geometry.columns} pixels)")
+    if geometry.rows * geometry.columns > 2 * Image.MAX_IMAGE_PIXELS:
+        raise SonofmError(f"cannot read DICOM {path}: {geometry.columns}x{geometry.rows} is too many pixels "
+                          "(Pillow decompression-bomb limit)")
+    if geometry.frames * frame_bytes > path.stat().st_size:
+        raise SonofmError(f"cannot read DICOM {path}: declares {geometry.frames} frames of {geometry.columns}x"
+                          f"{geometry.rows}, more than its {path.stat().st_size} bytes can hold (truncated or corrupt)")
+    return geometry
+
+
+def _least_frame_bytes(dataset, geometry: _Geometry) -> int:
+    """The fewest bytes one frame can take in the file: its full size when stored raw, one byte when compressed,
+    deflated or stored in an unknown transfer syntax."""
+    syntax = getattr(dataset.get("file_meta"), "TransferSyntaxUID", None)
+    if syntax is None or not syntax.is_transfer_syntax or syntax.is_compressed or syntax.is_deflated:
+        return 1
+    bits = int(dataset.get("BitsAllocated", 8) or 8)
+    samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+    return max(geometry.rows * geometry.columns * samples * bits // 8, 1)
 
 
 def dicom_frame_count(path: str | Path) -> int:
     """Number of frames (``NumberOfFrames``, 1 when absent)."""
-    dataset = _open(Path(path), pixels=False)
-    return max(int(dataset.get("NumberOfFrames", 1) or 1), 1)
+    path = Path(path)
+    return _geometry(_open(path, pixels=False), path).frames
 
 
 def dicom_size(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` from the header."""
-    dataset = _open(Path(path), pixels=False)
-    return int(dataset.Columns), int(dataset.Rows)
+    path = Path(path)
+    geometry = _geometry(_open(path, pixels=False), path)
+    return geometry.columns, geometry.rows
 
 
 def read_dicom_frame(path: str | Path, index: int = 0) -> np.ndarray:
@@ -75,7 +117,7 @@ def read_dicom_frame(path: str | Path, index: int = 0) -> np.ndarray:
     """
     path = Path(path)
     dataset = _open(path)
-    frames = max(int(dataset.get("NumberOfFrames", 1) or 1), 1)
+    frames = _geometry(dataset, path).frames
     if not 0 <= index < frames:
         raise SonofmError(f"cannot read DICOM {path}: frame {index} out of range ({frames} frames)")
     try:
@@ -95,7 +137,7 @@ def read_dicom_frame(path: str | Path, index: int = 0) -> np.ndarray:
     except SonofmError:
         raise
     except Exception as error:
-        raise SonofmError(f"cannot read DICOM {path}: cannot decode pixel data ({error})") from None
+        raise SonofmError(f"cannot read DICOM {path}: cannot decode pixel data ({first_line(error)})") from None
     if photometric == "MONOCHROME1":
         gray = 255 - gray
     return np.repeat(gray[:, :, None], 3, axis=2)
@@ -138,16 +180,21 @@ def dicom_metadata(path: str | Path) -> dict[str, str]:
     Keys: ``pixel_size_mm`` (when known), ``frames``, ``rows``, ``cols``, ``modality``, ``photometric``,
     ``bits_stored``. Patient, study, institution and date fields are never returned.
     """
-    dataset = _open(Path(path), pixels=False)
-    meta = {
-        "frames": str(max(int(dataset.get("NumberOfFrames", 1) or 1), 1)),
-        "rows": str(int(dataset.Rows)),
-        "cols": str(int(dataset.Columns)),
-        "modality": str(dataset.get("Modality", "")),
-        "photometric": str(dataset.get("PhotometricInterpretation", "")),
-        "bits_stored": str(dataset.get("BitsStored", "")),
-    }
-    size = pixel_size_mm(dataset)
+    path = Path(path)
+    dataset = _open(path, pixels=False)
+    geometry = _geometry(dataset, path)
+    try:
+        meta = {
+            "frames": str(geometry.frames),
+            "rows": str(geometry.rows),
+            "cols": str(geometry.columns),
+            "modality": str(dataset.get("Modality", "")),
+            "photometric": str(dataset.get("PhotometricInterpretation", "")),
+            "bits_stored": str(dataset.get("BitsStored", "")),
+        }
+        size = pixel_size_mm(dataset)
+    except Exception as error:  # a damaged value raises when pydicom converts it
+        raise SonofmError(f"cannot read DICOM {path}: damaged header ({first_line(error)})") from None
     if size is not None:
         meta["pixel_size_mm"] = f"{size:.6g}"
     return meta

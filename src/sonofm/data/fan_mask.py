@@ -6,8 +6,9 @@ so losses and metrics can ignore borders and annotations.
 
 Single image: gray pixels brighter than a low threshold (after a small local mean, so dark speckle inside the fan
 counts), coloured pixels excluded, holes filled (dark cysts and shadows inside the fan), thin bridges to text removed
-by an opening, small parts (text, markers) dropped, and the convex hull of what remains taken, which restores dark
-anatomy touching the sector edge (fluid, vessels, shadows). Cine loop: the same, on the temporal variation of the frames
+by an opening, small parts (text, markers) dropped, what remains eroded by the local mean's window (which had spread
+it over the dark border), and the convex hull of that taken, which restores dark anatomy touching the sector edge
+(fluid, vessels, shadows). Cine loop: the same, on the temporal variation of the frames
 (text and borders do not change between frames), falling back to the brightest projection for a still loop.
 An image where no plausible fan is found (the region covers under ``MIN_FAN_FRACTION`` of it, e.g. an image already
 cropped to its content) gets an all-True mask, so callers never lose the whole image.
@@ -15,7 +16,7 @@ cropped to its content) gets an all-True mask, so callers never lose the whole i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -47,14 +48,22 @@ def _smoothing_size(shape: tuple[int, int]) -> int:
     return max(3, int(round(min(shape) * 0.015)) | 1)
 
 
-def _convex_region(candidate: np.ndarray, size: int) -> np.ndarray:
-    """Convex hull of the large parts of ``candidate`` (bool (H, W)) after filling holes and a ``size`` opening.
+def _square_morphology(operation: Callable[..., np.ndarray], mask: np.ndarray, size: int) -> np.ndarray:
+    """``operation`` (``ndimage.binary_opening``, ``binary_erosion``) of ``mask`` with a ``size`` square, the image
+    edge being no boundary."""
+    padded = np.pad(mask, size, mode="edge")
+    return operation(padded, structure=np.ones((size, size), dtype=bool))[size:-size, size:-size]
 
-    The opening cuts thin rulers and bridges to text; parts under ``MIN_PART_FRACTION`` of the image (characters,
-    markers) are dropped; the hull brings back dark anatomy (fluid, vessels, shadows) that touches the sector edge.
+
+def _convex_region(candidate: np.ndarray, size: int) -> np.ndarray:
+    """Convex hull of the large parts of ``candidate`` (bool (H, W)), a ``size`` local-mean threshold.
+
+    Holes are filled, then a ``size`` opening cuts thin rulers and bridges to text, and parts under
+    ``MIN_PART_FRACTION`` of the image (characters, markers) are dropped. The kept parts are eroded by ``size``,
+    which takes back the half window by which the local mean spread the fan over its dark surroundings (and onto a
+    marker beside the sector edge). The hull brings back dark anatomy (fluid, vessels, shadows) at the sector edge.
     """
-    padded = np.pad(ndimage.binary_fill_holes(candidate), size, mode="edge")  # the image edge is no boundary
-    opened = ndimage.binary_opening(padded, structure=np.ones((size, size), dtype=bool))[size:-size, size:-size]
+    opened = _square_morphology(ndimage.binary_opening, ndimage.binary_fill_holes(candidate), size)
     labels, count = ndimage.label(opened)
     if count == 0:
         return opened
@@ -62,7 +71,7 @@ def _convex_region(candidate: np.ndarray, size: int) -> np.ndarray:
     large = np.flatnonzero(areas >= MIN_PART_FRACTION * candidate.size) + 1
     if len(large) == 0:
         return np.zeros_like(candidate, dtype=bool)
-    ys, xs = np.nonzero(np.isin(labels, large))
+    ys, xs = np.nonzero(_square_morphology(ndimage.binary_erosion, np.isin(labels, large), size))
     return _filled_hull(np.stack([xs, ys], axis=1), candidate.shape)
 
 

@@ -68,6 +68,12 @@ def make_frame_ref(source: Path, index: int) -> Path:
     return Path(source) / f"{Path(source).stem}_f{index:04d}"
 
 
+def parse_frame_name(name: str) -> tuple[str, int] | None:
+    """``(source stem, frame index)`` of a frame name such as ``clip_f0007``, else ``None``."""
+    match = _FRAME_NAME.match(name)
+    return (match["stem"], int(match["index"])) if match else None
+
+
 def parse_frame_ref(path: Path) -> tuple[Path, int] | None:
     """``(source, frame index)`` when ``path`` is a frame reference of an existing source file, else ``None``."""
     path = Path(path)

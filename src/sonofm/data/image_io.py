@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from sonofm.data.cine_io import CINE_EXTENSIONS, read_cine_frame
 from sonofm.data.dicom_io import DICOM_EXTENSIONS, dicom_size, read_dicom_frame
 from sonofm.data.frames import is_cine_file, is_dicom_file, parse_frame_ref
-from sonofm.errors import SonofmError
+from sonofm.errors import SonofmError, first_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 """File extensions (lower case) of plain images (and masks)."""
@@ -50,7 +50,10 @@ def _read_special(path: Path) -> np.ndarray | None:
 
 
 def _decode(path: Path, what: str) -> Image.Image:
-    """Open and fully decode ``path``; ``what`` ("image" or "mask") names the file kind in errors."""
+    """Open and fully decode ``path``; ``what`` ("image" or "mask") names the file kind in errors.
+
+    A header declaring more than twice ``Image.MAX_IMAGE_PIXELS`` pixels is refused before any pixel is decoded.
+    """
     try:
         with Image.open(path) as opened:
             if opened.format not in _FORMATS:
@@ -59,16 +62,32 @@ def _decode(path: Path, what: str) -> Image.Image:
                 )
             opened.load()
             return opened.copy()  # closing the file releases the decoded data, so keep a copy
-    except FileNotFoundError:
-        raise SonofmError(f"cannot read {what} {path}: file not found") from None
-    except IsADirectoryError:
-        raise SonofmError(f"cannot read {what} {path}: is a directory") from None
-    except UnidentifiedImageError:
-        raise SonofmError(f"cannot read {what} {path}: not an image file or unsupported format") from None
-    except Image.DecompressionBombError:
-        raise SonofmError(f"cannot read {what} {path}: too many pixels (Pillow decompression-bomb limit)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise SonofmError(f"cannot read {what} {path}: truncated or corrupt ({error})") from None
+    except SonofmError:
+        raise
+    except Exception as error:  # Pillow's decoders raise many types for damaged files
+        raise SonofmError(f"cannot read {what} {path}: {_open_failure(error)}") from None
+
+
+def _open_failure(error: Exception) -> str:
+    """Why Pillow could not open or decode a file, in words (the library's own message last)."""
+    if isinstance(error, FileNotFoundError):
+        return "file not found"
+    if isinstance(error, IsADirectoryError):
+        return "is a directory"
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image file or unsupported format"
+    if isinstance(error, Image.DecompressionBombError):
+        return "too many pixels (Pillow decompression-bomb limit)"
+    return f"truncated or corrupt ({first_line(error)})"
+
+
+def _convert(image: Image.Image, mode: str, path: Path, what: str) -> Image.Image:
+    """``image`` converted to ``mode``; SonofmError naming the file when Pillow cannot convert its pixel mode."""
+    try:
+        return image.convert(mode)
+    except (ValueError, OSError) as error:
+        reason = f"unsupported pixel mode {image.mode} ({first_line(error)})"
+        raise SonofmError(f"cannot read {what} {path}: {reason}") from None
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -90,8 +109,8 @@ def read_image(path: str | Path) -> np.ndarray:
     if image.mode == "F":
         raise SonofmError(f"cannot read image {path}: floating-point pixels are not supported (save as 8 or 16 bit)")
     if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")
-    return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy
+        image = _convert(image, "RGBA", path, "image")
+    return np.array(_convert(image, "RGB", path, "image"), dtype=np.uint8)  # a writable copy
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -110,7 +129,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     elif image.mode in ("1", "L", "P") or image.mode in _SIXTEEN_BIT_MODES:
         ids = np.asarray(image).astype(np.int64)
     else:
-        rgb = np.asarray(image.convert("RGB"))
+        rgb = np.asarray(_convert(image, "RGB", path, "mask"))
         if np.any(rgb[:, :, 1:] != rgb[:, :, :1]):
             raise SonofmError(f"mask {path} is RGB with distinct channels; masks must be single-channel class ids")
         ids = rgb[:, :, 0].astype(np.int64)
@@ -141,9 +160,5 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as opened:
             return opened.size
-    except FileNotFoundError:
-        raise SonofmError(f"cannot read image {path}: file not found") from None
-    except UnidentifiedImageError:
-        raise SonofmError(f"cannot read image {path}: not an image file or unsupported format") from None
-    except OSError as error:
-        raise SonofmError(f"cannot read image {path}: {error}") from None
+    except Exception as error:  # as in _decode: Pillow raises many types for damaged headers
+        raise SonofmError(f"cannot read image {path}: {_open_failure(error)}") from None

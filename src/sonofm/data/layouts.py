@@ -22,11 +22,19 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sonofm.data.dicom_io import dicom_metadata
-from sonofm.data.frames import expand_source, is_dicom_file, parse_frame_ref, source_of
+from sonofm.data.frames import (
+    expand_source,
+    frame_count,
+    is_dicom_file,
+    is_source_file,
+    parse_frame_name,
+    parse_frame_ref,
+    source_of,
+)
 from sonofm.data.image_io import IMAGE_EXTENSIONS, is_image_file, read_mask, unique_ids
 from sonofm.data.records import DatasetIndex, Sample
 from sonofm.errors import SonofmError
@@ -64,11 +72,14 @@ class _Found:
 
 @dataclass
 class _LabelsTable:
-    """``labels.csv``: rows keyed by the ``name`` column."""
+    """``labels.csv``: rows keyed by the ``name`` column, the line each name was read from, and rows that cannot be
+    tied to one image (an empty or repeated name)."""
 
     path: Path
     columns: list[str]
     rows: dict[str, dict[str, str]]
+    lines: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
 
 def load_index(
@@ -114,7 +125,7 @@ def load_index(
     elif found.task == "cls" and len(classes) < 2:
         raise SonofmError(f"{root}: found {len(classes)} class(es) {classes}; classification needs at least two")
     return DatasetIndex(root=root, layout=found.layout, task=found.task, samples=samples, classes=classes,
-                        group_column=column)
+                        group_column=column, row_problems=_row_problems(labels, samples))
 
 
 def _find_layout(root: Path, task: str | None, labels: _LabelsTable | None) -> _Found:
@@ -335,6 +346,7 @@ def _infer_num_classes(samples: list[Sample]) -> int:
 
 
 def _read_labels(path: Path) -> _LabelsTable | None:
+    """The rows of ``labels.csv`` by name (a repeated name: the last row wins, and it is recorded as a problem)."""
     if not path.is_file():
         return None
     with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -343,8 +355,51 @@ def _read_labels(path: Path) -> _LabelsTable | None:
         if "name" not in columns:
             raise SonofmError(f"{path} has no 'name' column (the image file stem); columns: {', '.join(columns)}")
         reader.fieldnames = columns
-        rows = {row["name"].strip(): {k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader}
-    return _LabelsTable(path, columns, rows)
+        table = _LabelsTable(path, columns, rows={})
+        for raw in reader:
+            _add_label_row(table, {k: (v or "").strip() for k, v in raw.items() if k is not None}, reader.line_num)
+    return table
+
+
+def _add_label_row(table: _LabelsTable, row: dict[str, str], line: int) -> None:
+    """Key ``row`` (read from ``line``) by its name; rows without a name or repeating one are recorded as problems."""
+    name = row["name"]
+    if not any(row.values()):
+        return  # a row of empty cells, as spreadsheets leave at the end
+    if not name:
+        table.problems.append(f"{table.path} line {line}: row without a 'name' (the image file stem)")
+        return
+    if name in table.rows:
+        table.problems.append(f"{table.path} line {line}: name '{name}' repeats line {table.lines[name]}")
+    table.rows[name] = row
+    table.lines[name] = line
+
+
+def _row_problems(labels: _LabelsTable | None, samples: list[Sample]) -> list[str]:
+    """``labels.csv`` rows that tie to no image (by image stem, frame name or cine/DICOM source stem), plus the rows
+    without a name or with a repeated one; each names the file, the line and the row's name."""
+    if labels is None:
+        return []
+    sources = {source_of(sample.image) for sample in samples}
+    known = {sample.name for sample in samples} | {source.stem for source in sources}
+    multi_frame = {source.stem: source for source in sources if is_source_file(source)}
+    unmatched = [name for name in labels.rows if name not in known and not _names_frame_of(name, multi_frame)]
+    return labels.problems + [
+        f"{labels.path} line {labels.lines[name]}: row '{name}' matches no image (no file with that stem)"
+        for name in unmatched
+    ]
+
+
+def _names_frame_of(name: str, sources: dict[str, Path]) -> bool:
+    """True when ``name`` names an existing frame (``clip_f0007``) of one of the cine/DICOM ``sources`` (by stem),
+    sampled or not; a source whose frames cannot be counted is reported as a file of its own."""
+    parsed = parse_frame_name(name)
+    if parsed is None or parsed[0] not in sources:
+        return False
+    try:
+        return parsed[1] < frame_count(sources[parsed[0]])
+    except SonofmError:
+        return True
 
 
 def _group_column(labels: _LabelsTable | None, group_by: str | None, root: Path) -> str | None:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
 import secrets
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +35,8 @@ PHANTOM_MASK_CLASSES: tuple[str, ...] = ("background", "lesion", "layer")
 PHANTOM_VERSION = 1
 MIN_SIZE = 32
 MANIFEST_NAME = "phantom.json"
+# Fewer subjects than this per process: render in this process (starting a worker costs about as much as 4 subjects).
+_MIN_JOBS_PER_WORKER = 8
 
 # Point-spread function of the simulated probe (lengths in imaging depths).
 _AXIAL_SIGMA = 0.007
@@ -568,25 +572,52 @@ def _is_complete(out: Path, params: dict[str, object]) -> bool:
 
 
 def _write_images(root: Path, n_per_class: int, size: int, seed: int, frames_per_group: int) -> list[dict[str, str]]:
-    """Render and save every frame under `root`; return the label rows in writing order."""
+    """Render and save every frame under `root`, one subject per job, in parallel over the CPUs this process may use;
+    return the label rows in writing order (the files do not depend on the number of processes)."""
     for sub in ("seg/images", "seg/masks", *(f"cls/{kind}" for kind in PHANTOM_CLASSES)):
         (root / sub).mkdir(parents=True)
     n_groups = -(-n_per_class // frames_per_group)
     digits = max(3, len(str(n_groups - 1)))
+    jobs = [
+        _GroupJob(root, class_index, group_index, seed, size, digits,
+                  min(frames_per_group, n_per_class - group_index * frames_per_group))
+        for class_index in range(len(PHANTOM_CLASSES)) for group_index in range(n_groups)
+    ]
+    workers = min(len(os.sched_getaffinity(0)), len(jobs) // _MIN_JOBS_PER_WORKER)
+    if workers < 2:
+        return [row for job in jobs for row in _write_group(job)]
+    context = multiprocessing.get_context("fork")  # only numpy, scipy and PIL run in the children
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return [row for rows in pool.map(_write_group, jobs) for row in rows]
+
+
+@dataclass(frozen=True)
+class _GroupJob:
+    """The frames of one simulated subject (group) to render into ``root``."""
+
+    root: Path
+    class_index: int
+    group_index: int
+    seed: int
+    size: int
+    digits: int
+    n_frames: int
+
+
+def _write_group(job: _GroupJob) -> list[dict[str, str]]:
+    """Render and save the frames of one subject; its label rows."""
+    kind = PHANTOM_CLASSES[job.class_index]
+    rng = np.random.default_rng([job.seed, job.class_index, job.group_index])
+    subject = draw_subject(rng, kind)
+    group = f"{kind}_g{job.group_index:0{job.digits}d}"
     rows = []
-    for class_index, kind in enumerate(PHANTOM_CLASSES):
-        for group_index in range(n_groups):
-            rng = np.random.default_rng([seed, class_index, group_index])
-            subject = draw_subject(rng, kind)
-            group = f"{kind}_g{group_index:0{digits}d}"
-            n_frames = min(frames_per_group, n_per_class - group_index * frames_per_group)
-            for frame in range(n_frames):
-                image, mask = render_subject(perturb_subject(subject, rng) if frame else subject, rng, size)
-                name = f"{group}_f{frame}"
-                Image.fromarray(image).save(root / "cls" / kind / f"{name}.png")
-                Image.fromarray(image).save(root / "seg" / "images" / f"{name}.png")
-                Image.fromarray(mask).save(root / "seg" / "masks" / f"{name}.png")
-                rows.append({"name": name, "class": kind, "group": group})
+    for frame in range(job.n_frames):
+        image, mask = render_subject(perturb_subject(subject, rng) if frame else subject, rng, job.size)
+        name = f"{group}_f{frame}"
+        Image.fromarray(image).save(job.root / "cls" / kind / f"{name}.png")
+        Image.fromarray(image).save(job.root / "seg" / "images" / f"{name}.png")
+        Image.fromarray(mask).save(job.root / "seg" / "masks" / f"{name}.png")
+        rows.append({"name": name, "class": kind, "group": group})
     return rows
 
 

@@ -46,6 +46,7 @@ class DatasetIndex:
         samples: all samples, in a deterministic order.
         classes: class names; for segmentation, index i names mask value i (``"background"`` first).
         group_column: the ``labels.csv`` column used for :attr:`Sample.group`, if any.
+        row_problems: ``labels.csv`` rows that match no image, lack a name or repeat one, each naming its line.
     """
 
     root: Path
@@ -54,6 +55,7 @@ class DatasetIndex:
     samples: list[Sample]
     classes: list[str]
     group_column: str | None = None
+    row_problems: list[str] = field(default_factory=list)
 
     @property
     def has_splits(self) -> bool:

@@ -30,6 +30,11 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
         self.num_samples = num_samples
         self.seed = seed
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, position: int) -> None:
+        """Make the next pass over ``epoch`` start at ``position`` of its order (a run resumed mid-epoch)."""
+        self._resume = (epoch, position)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -41,4 +46,6 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.num_samples, generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator).tolist()
-        yield from zip(order, seeds)
+        start = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+        self._resume = None
+        yield from list(zip(order, seeds))[start:]

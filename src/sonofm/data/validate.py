@@ -17,6 +17,8 @@ from sonofm.errors import SonofmError
 
 UNSPLIT = "unsplit"
 """Split name reported for samples of a layout without its own splits."""
+NAME_COLUMN = "name"
+"""The labels.csv column that ties a row to its image; in a sample's ``meta`` only when the image has a row."""
 
 
 @dataclass
@@ -87,8 +89,9 @@ def check_dataset(index: DatasetIndex, progress: bool = False, workers: int | No
     """Decode every image and mask of ``index`` (in a thread pool) and collect counts and problems.
 
     Problems: unreadable or truncated images and masks, missing masks, mask size != image size, mask values outside
-    0..num_classes-1, RGB masks, missing labels or groups, labels.csv classes that contradict the folder, duplicate
-    names and groups split across the layout's own splits. ``progress`` shows a tqdm bar on stderr.
+    0..num_classes-1, RGB masks, missing labels or groups (an image without its labels.csv row where the layout needs
+    one), labels.csv rows that match no image or repeat a name, labels.csv classes that contradict the folder,
+    duplicate names and groups split across the layout's own splits. ``progress`` shows a tqdm bar on stderr.
     """
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -112,6 +115,7 @@ def check_dataset(index: DatasetIndex, progress: bool = False, workers: int | No
         size_max=(max(w for w, _ in sizes), max(h for _, h in sizes)) if sizes else None,
         mask_values=sorted({i for inspection in inspections for i in inspection.mask_ids}),
         problems=[p for inspection in inspections for p in inspection.problems]
+        + index.row_problems
         + _duplicate_names(index.samples)
         + _groups_across_splits(index),
         warnings=_identical_images(index.samples, inspections),
@@ -142,13 +146,21 @@ def _inspect(sample: Sample, index: DatasetIndex) -> _Inspection:
     else:
         found.problems += _mask_problems(sample, index, found)
     if index.group_column and sample.group is None:
-        found.problems.append(f"no value in group column '{index.group_column}' of labels.csv for image {sample.image}")
+        found.problems.append(_group_problem(sample, index.group_column))
     return found
+
+
+def _group_problem(sample: Sample, column: str) -> str:
+    """Why ``sample`` has no group: no labels.csv row at all, or an empty cell in the group column."""
+    if NAME_COLUMN not in sample.meta:
+        return f"no row in labels.csv for image {sample.image} (its group column '{column}' needs one)"
+    return f"no value in group column '{column}' of labels.csv for image {sample.image}"
 
 
 def _label_problems(sample: Sample, index: DatasetIndex) -> list[str]:
     if sample.label is None:
-        return [f"no class for image {sample.image} (no row or empty 'class' in labels.csv)"]
+        missing = "no row" if NAME_COLUMN not in sample.meta else "an empty 'class'"
+        return [f"no class for image {sample.image} ({missing} in labels.csv)"]
     listed = sample.meta.get("class")
     if listed and listed != index.classes[sample.label]:
         return [f"labels.csv says class '{listed}' but the folder says '{index.classes[sample.label]}': {sample.image}"]

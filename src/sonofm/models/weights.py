@@ -8,7 +8,7 @@ from pathlib import Path
 from timm.layers import resample_abs_pos_embed
 from torch import Tensor, nn
 
-from sonofm.errors import SonofmError
+from sonofm.errors import SonofmError, first_line
 from sonofm.models.state_dict_file import WeightsFile, read_weights_file, write_safetensors_atomic
 from sonofm.models.timm_vit import TimmViT
 from sonofm.models.usfm_checkpoint import adapt_usfm_state_dict
@@ -72,7 +72,10 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> LoadReport:
     report.missing = [key for key in expected if key not in state]
     report.unexpected = [key for key in state if key not in expected]
     _refuse_mismatches(report, state, expected, model)
-    model.load_state_dict(state, strict=False)
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # a tensor that cannot be copied into its parameter (dtype, layout)
+        raise SonofmError(f"{weights.path}: cannot copy its tensors into the model ({first_line(error)})") from None
     report.loaded = list(state)
     return report
 

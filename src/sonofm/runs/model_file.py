@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import save_file
 
-from sonofm.errors import SonofmError
+from sonofm.errors import SonofmError, first_line
+from sonofm.models.state_dict_file import read_weights_file, read_weights_metadata
 from sonofm.runs.atomic import atomic_write
 
 
@@ -27,12 +27,13 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: d
 
 
 def read_model_metadata(path: str | Path) -> dict[str, Any]:
+    """The decoded metadata of a ``model.safetensors``; SonofmError naming the file when it cannot be read."""
+    raw = read_weights_metadata(path)
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw = handle.metadata() or {}
-    except (OSError, SafetensorError) as error:
-        raise SonofmError(f"cannot read model file {path}: {error}") from None
-    return decode_metadata(raw)
+        return decode_metadata(raw)
+    except ValueError as error:  # json.JSONDecodeError
+        reason = f"its metadata is not valid JSON ({first_line(error)})"
+        raise SonofmError(f"cannot read model file {path}: {reason}") from None
 
 
 def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
@@ -41,7 +42,5 @@ def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
 
 
 def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except (OSError, SafetensorError) as error:
-        raise SonofmError(f"cannot read model file {path}: {error}") from None
+    """The tensors of a ``model.safetensors``, read by the one weights loader (SonofmError naming a bad file)."""
+    return read_weights_file(path).tensors

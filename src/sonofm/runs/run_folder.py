@@ -14,17 +14,24 @@ Layout::
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from torch import Tensor
 
 from sonofm.errors import SonofmError
+from sonofm.models.state_dict_file import UnreadableWeightsError, load_torch_file
 from sonofm.runs.config import config_to_dict
 
 # Keys that may change between the first start and a resume without changing what is being trained.
 RESUMABLE_KEYS = frozenset({"num_workers", "devices", "accelerator", "strategy", "num_nodes", "progress"})
+CHECKPOINT_NAMES = ("last.ckpt", "best.ckpt")
+"""Checkpoints a resumed run reads back: Lightning resumes from ``last``, the final model comes from ``best``."""
+CHECKPOINT_KEYS = ("state_dict", "epoch", "global_step", "loops", "optimizer_states")
+"""Entries of a Lightning checkpoint that resuming reads."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +103,43 @@ def prepare_run(path: str | Path, config: Any, overwrite: bool = False) -> tuple
                 f"run {run.path} was started with a different config ({difference}); "
                 "rerun with the same options to resume, or pass --overwrite / another --out"
             )
+        _require_readable_checkpoints(run)
     elif run.path.is_dir() and any(run.path.iterdir()):
         raise SonofmError(f"--out {run.path} is a non-empty folder that is not a sonofm run; choose another --out")
     return run, resuming
+
+
+def _require_readable_checkpoints(run: RunFolder) -> None:
+    """Refuse to resume ``run`` when a checkpoint it would read back (``last.ckpt``, ``best.ckpt``, those of its
+    unfinished folds too) is not a training checkpoint: one line naming the file and how to start over.
+
+    Checkpoints are read ``weights_only`` (tensors and plain containers), so a doctored one runs no code.
+    """
+    for path in sorted(run.path.rglob("*.ckpt")):
+        owner = RunFolder(path.parent.parent)
+        if path.name not in CHECKPOINT_NAMES or path.parent != owner.checkpoints or owner.is_finished:
+            continue
+        problem = _checkpoint_problem(path)
+        if problem is not None:
+            raise SonofmError(f"cannot resume run {run.path}: checkpoint {path} {problem}; "
+                              f"pass --overwrite to start the run over (this deletes {run.path})")
+
+
+def _checkpoint_problem(path: Path) -> str | None:
+    """What makes ``path`` unusable as a Lightning training checkpoint, or None when it can be resumed from."""
+    try:
+        content = load_torch_file(path)
+    except UnreadableWeightsError as error:
+        return f"cannot be read: {error.reason}"
+    if not isinstance(content, Mapping):
+        return f"holds a {type(content).__name__}, not a training checkpoint"
+    missing = [key for key in CHECKPOINT_KEYS if key not in content]
+    if missing:
+        return f"is not a training checkpoint (no {', '.join(missing)})"
+    state = content["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(value, Tensor) for value in state.values()):
+        return "is damaged: its state_dict is not a map of tensors"
+    return None
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:

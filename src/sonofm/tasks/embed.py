@@ -35,7 +35,7 @@ def backbone_from_weights(path: str | Path, model: str | None = None, img_size: 
     run_args = _run_metadata(metadata)
     name = model or metadata.get("sonofm_backbone") or run_args.get("model")
     if not name:
-        raise SonofmError(f"{path} does not name its architecture; pass --model (see `sonofm models list`)")
+        raise SonofmError(f"{path} does not name its architecture; pass --model (see `sonofm models`)")
     size = img_size or int(metadata.get("img_size") or run_args.get("img_size") or 224)
     kwargs = run_args.get("model_args", {}) if run_args.get("model") == name else {}
     return create_backbone(name, img_size=size, weights=path, **kwargs).eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -12,7 +13,12 @@ PRECISIONS = ("auto", "bf16", "32")
 
 @cache
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU advertises AMX-BF16 or AVX512-BF16 (Linux /proc/cpuinfo flags)."""
+    """True when the CPU advertises AMX-BF16 or AVX512-BF16 (Linux /proc/cpuinfo flags).
+
+    ``SONOFM_CPU_BF16=0`` (or ``1``) overrides the detection, e.g. to reproduce an fp32-only machine."""
+    override = os.environ.get("SONOFM_CPU_BF16", "").strip()
+    if override in ("0", "1"):
+        return override == "1"
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

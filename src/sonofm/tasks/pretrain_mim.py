@@ -24,6 +24,7 @@ from sonofm.tasks.finetune_common import Echo, make_loader, make_trainer
 from sonofm.tasks.mim_module import MimModule, ReconstructionFigures
 from sonofm.tasks.optim import OptimConfig
 from sonofm.tasks.pretrain_common import PretrainingConfig
+from sonofm.tasks.train_module import MidEpochResume
 
 OFFICIAL_EXPORT = "encoder_usfm_layout.pth"
 FIGURE_DIR = "reconstructions"
@@ -92,7 +93,8 @@ def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = F
                                     config.figure_every, seed=config.seed)
     checkpoint = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0, enable_version_counter=False,
                                  every_n_train_steps=config.checkpoint_every or None)
-    trainer = make_trainer(config, [checkpoint, figures, EpochCsvLog(run.log), *(callbacks or [])])
+    trainer = make_trainer(config, [checkpoint, figures, EpochCsvLog(run.log),
+                                    MidEpochResume(loader.sampler, config.batch_size), *(callbacks or [])])
     trainer.fit(module, loader, ckpt_path=str(run.last_checkpoint) if run.last_checkpoint.is_file() else None)
     if not trainer.is_global_zero:
         return {}

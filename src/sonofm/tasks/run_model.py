@@ -34,6 +34,9 @@ def load_run_model(path: str | Path) -> RunModel:
     run.require_finished()
     metadata = read_model_metadata(run.model)
     task = metadata.get("task")
+    if task == "sam":
+        raise SonofmError(f"run {run.path} holds a 'sam' model (an A-SAM run): measure it with `sonofm sam evaluate "
+                          f"--run {run.path}`, or map anatomy with `sonofm sam automask`")
     if task not in ("cls", "seg", "enhance"):
         raise SonofmError(f"run {run.path} holds a {task!r} model; this command supports classification, "
                           "segmentation and enhancement runs")

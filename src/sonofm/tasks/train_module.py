@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from sonofm.data.sampling import SeededEpochSampler
 from sonofm.tasks.optim import OptimConfig, build_optimizer, warmup_cosine
 
 
@@ -30,6 +31,14 @@ class SeededTrainingModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         torch.manual_seed(self.seed * 100_003 + self.current_epoch)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the global RNG (drop path, masks) so a run resumed from a mid-epoch checkpoint draws what it would have."""
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.optim_config)
         total = int(self.trainer.estimated_stepping_batches)
@@ -47,3 +56,19 @@ def steps_per_epoch(trainer: L.Trainer, total: int) -> float:
     if trainer.train_dataloader is None:
         trainer.fit_loop.setup_data()
     return math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+
+
+class MidEpochResume(L.Callback):
+    """Resuming from a step checkpoint taken mid-epoch: the training sampler skips the batches the epoch already saw.
+
+    One process only: under DDP Lightning shards the sampler's full order, so a shortened order cannot be sharded
+    (there a mid-epoch resume replays the epoch from its start)."""
+
+    def __init__(self, sampler: SeededEpochSampler, batch_size: int) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        seen = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
+        if seen and trainer.world_size == 1:
+            self.sampler.resume_at(int(checkpoint["epoch"]), seen * self.batch_size)
