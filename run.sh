@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (or reuse) the project's virtual environment in .venv, then run:
 #   ./run.sh demo [flags]     the main job (sonofm demo) on the built-in phantom data
-#   ./run.sh test [pytest flags]   the test suite
+#   ./run.sh test [pytest flags]   the test suite, in SONOFM_TEST_WORKERS (default 2) pytest-xdist processes
 #   ./run.sh ARGS...          any sonofm command, e.g. ./run.sh finetune cls --help
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -27,7 +27,7 @@ fi
 
 case "${1:-}" in
   demo) shift; exec "$venv/bin/sonofm" demo "$@" ;;
-  test) shift; exec "$venv/bin/python" -m pytest "$@" ;;
+  test) shift; exec "$venv/bin/python" -m pytest -n "${SONOFM_TEST_WORKERS:-2}" --dist loadscope "$@" ;;
   "") exec "$venv/bin/sonofm" --help ;;
   *) exec "$venv/bin/sonofm" "$@" ;;
 esac

@@ -4,8 +4,17 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from sonofm.cli.main import main
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist the workers share the cores: each gets its share of torch threads (oversubscribed OpenMP
+    threads spin and slow every worker down)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
 
 
 @pytest.fixture(scope="session")

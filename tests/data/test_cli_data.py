@@ -1,6 +1,8 @@
 """``sonofm data check|split|phantom`` through the CLI entry: exit codes, messages naming files, no tracebacks."""
 
 import csv
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,18 +73,34 @@ def test_check_lists_every_problem_then_returns_1(tmp_path, capsys):
     assert out.rstrip().endswith("4 problems found")
 
 
-def test_check_on_broken_dicom_and_cine_sources_returns_1_naming_each_file(tmp_path, capsys):
+def tiff_cut_inside_its_tags(path: Path) -> Path:
+    """A TIFF cut 14 bytes in, inside its first tag entry: Pillow warns "Corrupt EXIF data" while refusing it."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((6, 6), 40, np.uint8)).save(buffer, format="TIFF")
+    path.write_bytes(buffer.getvalue()[:14])
+    return path
+
+
+def test_check_on_broken_dicom_cine_and_tiff_sources_returns_1_naming_each_file_without_warnings(tmp_path, capsys,
+                                                                                                 media):
     for name in ("lung", "pleura"):
         for i in range(2):
             png(tmp_path / name / f"{name}{i}.png", np.full((6, 6), 40 * i, np.uint8))
     (tmp_path / "lung" / "scan.dcm").write_bytes(b"nope" * 40)
     (tmp_path / "pleura" / "loop.mp4").write_bytes(b"nope" * 40)
-    code, out, err = run(capsys, "check", tmp_path)
-    assert code == 1 and err == ""
+    tiff = tiff_cut_inside_its_tags(tmp_path / "pleura" / "torn.tif")
+    jpeg_dicom = media.dicom(tmp_path / "lung" / "cut.dcm", media.ramp(1, 8, 8, color=False), jpeg=True)
+    jpeg_dicom.write_bytes(jpeg_dicom.read_bytes()[:-10])  # pydicom warns: end of file before the delimiter
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # what would reach stderr outside pytest, every time
+        code, out, err = run(capsys, "check", tmp_path)
+    assert code == 1 and err == "" and [str(warning.message) for warning in caught] == []
     problems = [line for line in out.splitlines() if line.startswith("problem: ")]
-    assert problems[0] == f"problem: cannot read DICOM {tmp_path / 'lung' / 'scan.dcm'}: not a DICOM file"
-    assert problems[1].startswith(f"problem: cannot read cine {tmp_path / 'pleura' / 'loop.mp4'}: truncated or corrupt")
-    assert len(problems) == 2 and out.rstrip().endswith("2 problems found")
+    assert problems[0].startswith(f"problem: cannot read DICOM {jpeg_dicom}: ")
+    assert problems[1] == f"problem: cannot read DICOM {tmp_path / 'lung' / 'scan.dcm'}: not a DICOM file"
+    assert problems[2].startswith(f"problem: cannot read cine {tmp_path / 'pleura' / 'loop.mp4'}: truncated or corrupt")
+    assert problems[3] == f"problem: cannot read image {tiff}: not an image file or unsupported format"
+    assert len(problems) == 4 and out.rstrip().endswith("4 problems found")
 
 
 def test_empty_class_folder_is_an_error_naming_it(tmp_path, capsys):

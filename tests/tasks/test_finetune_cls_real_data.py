@@ -10,10 +10,9 @@ import pytest
 from sonofm.tasks.finetune_cls import ClsFinetuneConfig, finetune_classifier
 
 
-def run_small(data: Path, out: Path, epochs: int, img_size: int, group_by: str | None = None) -> dict[str, float]:
+def run_small(data: Path, out: Path, epochs: int, img_size: int) -> dict[str, float]:
     config = ClsFinetuneConfig(
         data=str(data), model="resnet18", img_size=img_size, epochs=epochs, batch_size=32, num_workers=0, progress=False,
-        group_by=group_by,
     )
     config.optim.lr = 1e-3
     return finetune_classifier(config, out, echo=lambda _: None)
@@ -47,13 +46,17 @@ def test_beats_majority_baseline_on_balanced_accuracy(shared_data, tmp_path):
 
 
 @pytest.mark.real_data
-def test_grouped_split_keeps_each_patient_group_in_one_split(shared_data, tmp_path):
-    """POCUS_LUNG's 320 video frames come from 61 patient/source groups (labels.csv column ``group``)."""
+def test_grouped_split_keeps_each_patient_group_in_one_split(shared_data, tmp_path, crash_at_epoch):
+    """POCUS_LUNG's 320 video frames come from 61 patient/source groups (labels.csv column ``group``). The run writes
+    its split before training, so it stops at the start of its first epoch."""
     data = shared_data / "cls" / "POCUS_LUNG"
     with (data / "labels.csv").open(newline="") as handle:
         group_of = {row["name"]: row["group"] for row in csv.DictReader(handle)}
-    run_small(data, tmp_path / "run", epochs=1, img_size=32, group_by="group")
+    config = ClsFinetuneConfig(data=str(data), model="resnet18", img_size=32, group_by="group", num_workers=0,
+                               progress=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        finetune_classifier(config, tmp_path / "run", echo=lambda _: None, callbacks=[crash_at_epoch(0)])
     rows = split_rows(tmp_path / "run")
-    assert len(rows) == len(group_of) == 320
+    assert len(rows) == len(group_of) == 320 and len(set(group_of.values())) == 61
     assert all(row["group"] == group_of[Path(row["name"]).stem] for row in rows)
     assert_no_group_straddles_splits(tmp_path / "run")

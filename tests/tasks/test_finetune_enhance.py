@@ -24,11 +24,13 @@ def quiet(_message: str) -> None:
 
 
 def config_for(data, **changes) -> EnhanceFinetuneConfig:
+    """The tiny phantom run. One warmup epoch keeps the whole-image PSNR gain above 2 dB over seeds 0-3 in fp32 and
+    bf16; starting at full LR set training back (0.4-0.5 dB after 8 epochs, as the loss only sees the fan)."""
     config = EnhanceFinetuneConfig(
         data=str(data), model="usfm_vit_tiny_patch16", model_args={"depth": 4}, img_size=64, epochs=8, batch_size=4,
         num_workers=0, progress=False, degradation=DegradationConfig("speckle"), split_ratios=(0.6, 0.2, 0.2),
     )
-    config.optim.lr, config.optim.warmup_epochs = 4e-3, 0
+    config.optim.lr, config.optim.warmup_epochs = 4e-3, 1
     for key, value in changes.items():
         setattr(config, key, value)
     return config

@@ -16,5 +16,7 @@ def test_speckle_restoration_beats_the_degraded_input(shared_data, seg_subset, t
     )
     config.optim.lr, config.optim.warmup_epochs = 4e-3, 0
     metrics = finetune_enhancer(config, tmp_path / "run", echo=lambda _: None)
-    assert metrics["test/psnr"] > metrics["test/psnr_degraded"] + 0.5
-    assert metrics["test/psnr_fan"] > metrics["test/psnr_fan_degraded"]
+    # measured gain on this split's 6 test images: 1.71 dB in fp32, 1.67 dB in bf16 (their detected fan is the whole
+    # image, so the fan gain is the same); seeds 1 and 2, with other splits, gave 0.78 and 1.04 dB in fp32
+    assert metrics["test/psnr"] > metrics["test/psnr_degraded"] + 1.0
+    assert metrics["test/psnr_fan"] > metrics["test/psnr_fan_degraded"] + 1.0

@@ -1,6 +1,7 @@
 """Segmentation on real ultrasound (../shared/data via SONOFM_DATA): a tiny ViT beats the trivial all-background and
-all-foreground predictions on validation Dice, with grouped splits: UPerNet (USFM's main head) on every data set, and
-every other head on HC18."""
+all-foreground predictions on the held-out test split's Dice (validation only picks the epoch), with grouped splits:
+UPerNet (USFM's main head) on every data set, and every other head on HC18. The convolutional heads are 32 channels
+wide: UPerNet's default width (512) costs several times more at these sizes."""
 
 import csv
 from pathlib import Path
@@ -15,8 +16,8 @@ from sonofm.tasks.finetune_seg import SegFinetuneConfig, finetune_segmenter
 
 # dataset -> (images kept, input size): the carotid artery covers 2 % of the image, so it gets more pixels
 DATASETS = {"HC18": (120, 96), "CCA_CAROTID": (120, 128), "BUSI": (160, 96)}
-# head -> (epochs, peak learning rate): the ATM head learns more slowly from scratch
-HEADS = {"upernet": (12, 2e-3), "segvit": (25, 1e-3), "linear": (16, 2e-3)}
+# head -> (epochs, peak learning rate, head options): the ATM head learns more slowly from scratch
+HEADS = {"upernet": (12, 2e-3, {"channels": 32}), "segvit": (25, 1e-3, {}), "linear": (16, 2e-3, {"channels": 32})}
 # (head, dataset) pairs run: each head once, each data set once with UPerNet (the full matrix costs twice the time)
 RUNS = [("upernet", name) for name in DATASETS] + [(head, "HC18") for head in HEADS if head != "upernet"]
 # "clearly above" the trivial masks: at least 0.05 Dice more and 25 % more
@@ -24,7 +25,7 @@ MARGIN, RATIO = 0.05, 1.25
 
 
 def trivial_dice(data: Path, run: Path, split: str) -> float:
-    """The better validation Dice of predicting all background or all foreground."""
+    """The better Dice on ``split`` of predicting all background or all foreground."""
     names = [row["name"] for row in csv.DictReader((run / "split.csv").open()) if row["split"] == split]
     best = 0.0
     for fill in (0, 1):
@@ -46,15 +47,15 @@ def subsets(shared_data, tmp_path_factory, seg_subset):
 @pytest.mark.parametrize("head, dataset", RUNS)
 def test_tiny_vit_beats_trivial_masks(subsets, tmp_path, dataset, head):
     data = subsets[dataset]
-    epochs, lr = HEADS[head]
+    epochs, lr, head_args = HEADS[head]
     config = SegFinetuneConfig(
         data=str(data), model="usfm_vit_tiny_patch16", img_size=DATASETS[dataset][1], epochs=epochs, batch_size=16,
-        head=head, num_workers=0, progress=False,
+        head=head, head_args=head_args, num_workers=0, progress=False,
     )
     config.optim.lr = lr
     metrics = finetune_segmenter(config, tmp_path / "run", echo=lambda _: None)
-    baseline = trivial_dice(data, tmp_path / "run", "val")
-    assert metrics["val/dice"] > max(baseline + MARGIN, baseline * RATIO), (metrics["val/dice"], baseline)
+    baseline = trivial_dice(data, tmp_path / "run", "test")
+    assert metrics["test/dice"] > max(baseline + MARGIN, baseline * RATIO), (metrics["test/dice"], baseline)
     groups: dict[str, set[str]] = {}
     for row in csv.DictReader((tmp_path / "run" / "split.csv").open()):
         groups.setdefault(row["split"], set()).add(row["group"])

@@ -4,8 +4,11 @@ Every command module exposes ``register(subparsers)``, which adds its parsers an
 the parsed ``argparse.Namespace`` and returning an exit code) with ``set_defaults``. A :class:`SonofmError` raised
 anywhere becomes one line on stderr and exit code 2; bugs keep their traceback. Every command also takes the
 frame-sampling flags of :mod:`sonofm.cli.inputs` (``--frame-step``, ``--max-frames``) for cine loops and multi-frame
-DICOM. Ctrl-C (SIGINT) ends a command with one line and exit code 130, also when Lightning has caught it first (it
-shuts training down and calls ``sys.exit(1)``); the run folder keeps its last checkpoint, so rerunning resumes.
+DICOM. The warnings of the image and DICOM readers (Pillow, pydicom) about damaged files ("Corrupt EXIF data", "End
+of file reached before delimiter") are silenced: a file they cannot decode is reported by sonofm itself in one line
+naming it, so ``data check`` prints one line per problem and nothing else. Ctrl-C (SIGINT) ends a command with one
+line and exit code 130, also when Lightning has caught it first (it shuts training down and calls ``sys.exit(1)``);
+the run folder keeps its last checkpoint, so rerunning resumes.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sonofm import __version__
 from sonofm.cli.inputs import add_frame_flags, apply_frame_flags
 from sonofm.errors import SonofmError
+
+DECODER_MODULES = r"(PIL|pydicom)(\.|$)"  # libraries whose UserWarnings describe a damaged input file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +53,7 @@ def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentPars
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _watching_ctrl_c() as interrupted:
+    with _watching_ctrl_c() as interrupted, _quiet_decoders():
         try:
             apply_frame_flags(args)
             return int(args.handler(args) or 0)
@@ -65,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
 def _interrupted() -> int:
     print("sonofm: interrupted; rerun the same command to resume", file=sys.stderr)
     return 130
+
+
+@contextmanager
+def _quiet_decoders() -> Iterator[None]:
+    """Ignore the ``UserWarning``s of Pillow and pydicom while the block runs (restored after); sonofm's readers
+    turn an undecodable file into one SonofmError line of their own."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=DECODER_MODULES)
+        yield
 
 
 @contextmanager

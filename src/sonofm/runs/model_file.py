@@ -13,6 +13,8 @@ from sonofm.errors import SonofmError, first_line
 from sonofm.models.state_dict_file import read_weights_file, read_weights_metadata
 from sonofm.runs.atomic import atomic_write
 
+PRETRAINED_BACKBONE_KEY = "sonofm_backbone"  # written by save_backbone_weights, the export of a pretraining run
+
 
 def save_model(model: torch.nn.Module, path: str | Path, metadata: dict[str, Any]) -> Path:
     """Write ``model.state_dict()`` atomically; metadata values are JSON-encoded strings."""
@@ -27,13 +29,24 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: d
 
 
 def read_model_metadata(path: str | Path) -> dict[str, Any]:
-    """The decoded metadata of a ``model.safetensors``; SonofmError naming the file when it cannot be read."""
+    """The decoded metadata of a task run's ``model.safetensors``; SonofmError naming the file when it cannot be
+    read, and saying how to use it when it is the backbone exported by a pretraining run."""
     raw = read_weights_metadata(path)
+    if PRETRAINED_BACKBONE_KEY in raw and "task" not in raw:
+        raise SonofmError(pretraining_run_message(Path(path), raw[PRETRAINED_BACKBONE_KEY]))
     try:
         return decode_metadata(raw)
     except ValueError as error:  # json.JSONDecodeError
         reason = f"its metadata is not valid JSON ({first_line(error)})"
         raise SonofmError(f"cannot read model file {path}: {reason}") from None
+
+
+def pretraining_run_message(path: Path, backbone: str) -> str:
+    """Why the ``model.safetensors`` of a pretraining run (MIM, ACLUS) cannot be used as a task model, and how it is
+    used instead."""
+    return (f"run {path.parent} is a pretraining run: {path} holds a {backbone} backbone without a task head; "
+            f"fine-tune it first with `sonofm finetune cls|seg|enhance --model {backbone} --weights {path}` "
+            "and use the fine-tuned run")
 
 
 def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import csv
 import dataclasses
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -20,6 +21,7 @@ from sonofm.data.records import DatasetIndex, Sample
 from sonofm.data.sampling import SeededEpochSampler
 from sonofm.data.splits import load_split, save_split, split_samples, train_fraction
 from sonofm.errors import SonofmError
+from sonofm.models.state_dict_file import UnreadableWeightsError, load_torch_file
 from sonofm.tasks.hardware import HardwareConfig
 from sonofm.runs.run_folder import RunFolder
 from sonofm.tasks.epoch_log import EpochCsvLog
@@ -28,6 +30,7 @@ from sonofm.tasks.optim import OPTIMIZERS, OptimConfig
 from sonofm.tasks.precision import PRECISIONS, resolve_precision
 
 Echo = Callable[[str], None]
+START_OVER = "pass --overwrite to start the run over"
 
 
 @dataclass
@@ -170,25 +173,53 @@ def fit_selecting_best(config: Any, run: RunFolder, module: L.LightningModule, l
         monitor=monitor if has_val else None, mode="max",
     )
     trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])
-    trainer.fit(
-        module, loaders["train"], loaders.get("val"),
-        ckpt_path=str(run.last_checkpoint) if run.last_checkpoint.is_file() else None,
-    )
+    fit_resuming(trainer, module, run, loaders["train"], loaders.get("val"))
     best = run.checkpoints / "best.ckpt"
     return trainer, str(best) if has_val and best.is_file() else None
+
+
+def fit_resuming(trainer: L.Trainer, module: L.LightningModule, run: RunFolder, train: DataLoader,
+                 val: DataLoader | None = None) -> None:
+    """``trainer.fit``, resuming from the run's ``last.ckpt`` when there is one.
+
+    A :class:`SeededEpochSampler` is first set to the epoch the checkpoint resumes at: Lightning creates the resumed
+    epoch's loader iterator before it calls ``set_epoch``, and loader workers draw their first keys at once, so
+    without this the first resumed epoch would repeat epoch 0's order and augmentation.
+    """
+    last = run.last_checkpoint if run.last_checkpoint.is_file() else None
+    if last is not None and isinstance(train.sampler, SeededEpochSampler):
+        train.sampler.set_epoch(resumed_epoch(last))
+    trainer.fit(module, train, val, ckpt_path=str(last) if last is not None else None)
+
+
+def resumed_epoch(checkpoint: Path) -> int:
+    """The epoch a Lightning checkpoint resumes training at (the value Lightning passes to ``set_epoch``)."""
+    return int(checkpoint_entry(checkpoint, "loops")["fit_loop"]["epoch_progress"]["current"]["processed"])
 
 
 def load_best_weights(module: L.LightningModule, best: str | None) -> None:
     """Load the weights of checkpoint ``best`` into ``module``; keep the last epoch's when there is none."""
     if best is not None:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+        module.load_state_dict(checkpoint_entry(best, "state_dict"))
 
 
 def checkpoint_epoch(path: str | None, epochs: int) -> float:
     """The epoch stored in checkpoint ``path``; the last epoch when there is none."""
     if path is None:
         return float(epochs - 1)
-    return float(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    return float(checkpoint_entry(path, "epoch"))
+
+
+def checkpoint_entry(path: str | Path, key: str) -> Any:
+    """Entry ``key`` of a Lightning checkpoint, read ``weights_only`` by the one loader; SonofmError naming the file
+    (and how to start over) when it is damaged or is not a training checkpoint."""
+    try:
+        content = load_torch_file(path)
+    except UnreadableWeightsError as error:
+        raise SonofmError(f"cannot read checkpoint {path}: {error.reason}; {START_OVER}") from None
+    if not isinstance(content, Mapping) or key not in content:
+        raise SonofmError(f"checkpoint {path} is not a training checkpoint (no '{key}' entry); {START_OVER}")
+    return content[key]
 
 
 def write_training_curves(run: RunFolder, metric_keys: tuple[str, ...]) -> None:

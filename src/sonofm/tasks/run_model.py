@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,12 @@ from sonofm.models.enhancer import ImageEnhancer
 from sonofm.models.segmenter import Segmenter
 from sonofm.runs.model_file import load_model_state, read_model_metadata
 from sonofm.runs.run_folder import RunFolder
+
+
+EntryType = type | tuple[type, ...]
+TASK_ENTRIES: dict[str, EntryType] = {"model": str, "img_size": int, "classes": list}
+SEG_ENTRIES: dict[str, EntryType] = {"head": str, "ignore_index": int, "aux_weight": (int, float)}
+OPTIONAL_ENTRIES: dict[str, EntryType] = {"model_args": dict, "head_args": dict, "refine_channels": int}
 
 
 @dataclass
@@ -33,13 +40,15 @@ def load_run_model(path: str | Path) -> RunModel:
     run = RunFolder(Path(path))
     run.require_finished()
     metadata = read_model_metadata(run.model)
-    task = metadata.get("task")
+    _require_entries(metadata, run.model, {"task": str})
+    task = metadata["task"]
     if task == "sam":
         raise SonofmError(f"run {run.path} holds a 'sam' model (an A-SAM run): measure it with `sonofm sam evaluate "
                           f"--run {run.path}`, or map anatomy with `sonofm sam automask`")
     if task not in ("cls", "seg", "enhance"):
         raise SonofmError(f"run {run.path} holds a {task!r} model; this command supports classification, "
                           "segmentation and enhancement runs")
+    _require_entries(metadata, run.model, TASK_ENTRIES | (SEG_ENTRIES if task == "seg" else {}), OPTIONAL_ENTRIES)
     backbone = create_backbone(metadata["model"], img_size=int(metadata["img_size"]), **metadata.get("model_args", {}))
     num_classes = len(metadata["classes"])
     if task == "cls":
@@ -56,3 +65,18 @@ def load_run_model(path: str | Path) -> RunModel:
             f"unexpected {result.unexpected_keys[:3]}"
         )
     return RunModel(model.eval(), task, int(metadata["img_size"]), list(metadata["classes"]), metadata)
+
+
+def _require_entries(metadata: dict[str, Any], path: Path, required: dict[str, EntryType],
+                     optional: dict[str, EntryType] | None = None) -> None:
+    """SonofmError naming ``path`` and the key when a ``required`` entry is missing, or an entry present is not of
+    its type (metadata written by another tool, or edited by hand)."""
+    for key, kind in (required | (optional or {})).items():
+        if key not in metadata:
+            if key in required:
+                raise SonofmError(f"cannot read model file {path}: its metadata has no '{key}' entry "
+                                  "(it was not written by a sonofm fine-tuning run, or was edited)")
+        elif not isinstance(metadata[key], kind) or isinstance(metadata[key], bool):
+            expected = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+            raise SonofmError(f"cannot read model file {path}: its metadata entry '{key}' is "
+                              f"{json.dumps(metadata[key])[:40]}, expected {expected}")
