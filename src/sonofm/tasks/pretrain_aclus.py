@@ -20,7 +20,7 @@ from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.tasks.aclus_module import AclusModule, LarsConfig
 from sonofm.tasks.epoch_log import EpochCsvLog
-from sonofm.tasks.finetune_common import Echo, make_loader, make_trainer
+from sonofm.tasks.finetune_common import Echo, fit_resuming, make_loader, make_trainer
 from sonofm.tasks.pretrain_common import PretrainingConfig
 
 ACLUS_MODELS = ("resnet18", "resnet50")
@@ -72,7 +72,7 @@ def pretrain_aclus(config: AclusPretrainConfig, out: str | Path, overwrite: bool
     checkpoint = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0, enable_version_counter=False,
                                  every_n_train_steps=config.checkpoint_every or None)
     trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])
-    trainer.fit(module, loader, ckpt_path=str(run.last_checkpoint) if run.last_checkpoint.is_file() else None)
+    fit_resuming(trainer, module, run, loader)
     if not trainer.is_global_zero:
         return {}
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.endswith("_epoch")}

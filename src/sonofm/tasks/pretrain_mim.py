@@ -20,7 +20,7 @@ from sonofm.runs.atomic import atomic_write_json, atomic_write_text
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.tasks.epoch_log import EpochCsvLog
-from sonofm.tasks.finetune_common import Echo, make_loader, make_trainer
+from sonofm.tasks.finetune_common import Echo, fit_resuming, make_loader, make_trainer
 from sonofm.tasks.mim_module import MimModule, ReconstructionFigures
 from sonofm.tasks.optim import OptimConfig
 from sonofm.tasks.pretrain_common import PretrainingConfig
@@ -95,7 +95,7 @@ def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = F
                                  every_n_train_steps=config.checkpoint_every or None)
     trainer = make_trainer(config, [checkpoint, figures, EpochCsvLog(run.log),
                                     MidEpochResume(loader.sampler, config.batch_size), *(callbacks or [])])
-    trainer.fit(module, loader, ckpt_path=str(run.last_checkpoint) if run.last_checkpoint.is_file() else None)
+    fit_resuming(trainer, module, run, loader)
     if not trainer.is_global_zero:
         return {}
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.endswith("_epoch")}
