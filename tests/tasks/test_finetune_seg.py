@@ -21,11 +21,12 @@ def phantom_seg(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def phantom_run(phantom_seg, tmp_path_factory):
-    # UPerNet 128 channels wide (at the default 512 its 3x3 convs at stride 4 cost ~15x the tiny ViT's FLOPs); fp32
-    # training seeds 0-2 gave test Dice 0.82-0.87, lesion 0.85-0.91, layer 0.75-0.83, HD95 2.2-4.6 px
+    # UPerNet 128 channels wide (at the default 512 its 3x3 convs at stride 4 cost ~15x the tiny ViT's FLOPs). fp32
+    # training seeds 0-2 gave test Dice 0.82-0.87, lesion 0.85-0.91, layer 0.75-0.83, HD95 2.2-4.6 px; in bf16 the
+    # result depends on the CPU's rounding (seeds 0, 1: Dice 0.78, 0.85), so the threshold is checked in fp32
     config = SegFinetuneConfig(
         data=str(phantom_seg), model="usfm_vit_tiny_patch16", img_size=96, epochs=40, batch_size=16, num_workers=0,
-        head_args={"channels": 128}, progress=False,
+        head_args={"channels": 128}, precision="32", progress=False,
     )
     config.optim.lr = 2e-3
     out = tmp_path_factory.mktemp("runs") / "phantom"
