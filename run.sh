@@ -27,7 +27,7 @@ fi
 
 case "${1:-}" in
   demo) shift; exec "$venv/bin/sonofm" demo "$@" ;;
-  test) shift; exec "$venv/bin/python" -m pytest -n "${SONOFM_TEST_WORKERS:-2}" --dist loadscope "$@" ;;
+  test) shift; exec "$venv/bin/python" -m pytest -n "${SONOFM_TEST_WORKERS:-2}" --dist loadscope --no-loadscope-reorder "$@" ;;
   "") exec "$venv/bin/sonofm" --help ;;
   *) exec "$venv/bin/sonofm" "$@" ;;
 esac

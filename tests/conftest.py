@@ -1,12 +1,14 @@
 """Fixtures shared by all test folders."""
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 from sonofm.cli.main import main
+from sonofm.data.phantom import write_phantom_dataset
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -15,6 +17,12 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first: pytest-xdist (``./run.sh test``, ``--dist loadscope --no-loadscope-reorder``)
+    hands out modules in this order, so the long ones start at once and the workers finish together."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +38,22 @@ def shared_data() -> Path:
             pytest.fail(message + " and SONOFM_REQUIRE_DATA=1 requires it")
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture(scope="session")
+def phantom_set(tmp_path_factory) -> Callable[..., Path]:
+    """``phantom_set(n_per_class=..., size=..., seed=..., frames_per_group=...)``: the root of the phantom data set
+    with those settings, written once per session (per xdist worker) and shared by every module asking for the same
+    settings: read it, never change it (copy it first)."""
+    written: dict[tuple, Path] = {}
+
+    def get(**settings) -> Path:
+        key = tuple(sorted(settings.items()))
+        if key not in written:
+            written[key] = write_phantom_dataset(tmp_path_factory.mktemp("phantom"), **settings)
+        return written[key]
+
+    return get
 
 
 @pytest.fixture

@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 
 from sonofm.cli.main import main
-from sonofm.data.phantom import write_phantom_dataset
 
 FAST = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 2}", "--img-size", "32", "--epochs", "1",
         "--batch-size", "8", "--num-workers", "0", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=4, size=48, seed=3,
-                                 frames_per_group=1)
+def phantom(phantom_set):
+    return phantom_set(n_per_class=4, size=48, seed=3, frames_per_group=1)
 
 
 def test_enhance_command_writes_a_finished_run(phantom, tmp_path):

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from sonofm.cli.main import main
-from sonofm.data.phantom import write_phantom_dataset
 
 CLASSES = ("cyst", "irregular", "none", "solid_round")
 FAST = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 1}", "--img-size", "32", "--epochs", "1",
@@ -17,9 +16,8 @@ FAST = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 1}", "-
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=8, size=48, seed=3,
-                                 frames_per_group=1) / "cls"
+def phantom(phantom_set):
+    return phantom_set(n_per_class=8, size=48, seed=3, frames_per_group=1) / "cls"
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import torch
 from safetensors.torch import load_file
 
 from sonofm.cli.main import main
-from sonofm.data.phantom import write_phantom_dataset
 from sonofm.models import create_backbone
 from sonofm.models.weights import save_backbone_weights
 
@@ -21,9 +20,8 @@ SEG = ["--set", "seg.head=linear", "--set", "seg.epochs=1", "--set", "seg.batch_
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=4, size=48, seed=6,
-                                 frames_per_group=1) / "seg"
+def phantom(phantom_set):
+    return phantom_set(n_per_class=4, size=48, seed=6, frames_per_group=1) / "seg"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from sonofm.cli.main import main
-from sonofm.data.phantom import write_phantom_dataset
 from sonofm.export.onnx_runtime import OnnxModel
 from sonofm.export.parity import parity_batch
 from sonofm.export.preprocessing import InferenceWrapper
@@ -22,9 +21,8 @@ VIT = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 2}"]
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=4, size=48, seed=3,
-                                 frames_per_group=1)
+def phantom(phantom_set):
+    return phantom_set(n_per_class=4, size=48, seed=3, frames_per_group=1)
 
 
 def finetune(tmp_path_factory, task, phantom, *extra):

@@ -13,7 +13,6 @@ from sonofm.cli.finetune import CLS_FLAGS, cls_config_from_args
 from sonofm.cli.kfold import KFOLD_FLAGS
 from sonofm.cli.main import build_parser, main
 from sonofm.data.layouts import load_index
-from sonofm.data.phantom import write_phantom_dataset
 from sonofm.data.splits import save_folds
 from sonofm.tasks.finetune_cls import ClsFinetuneConfig
 from sonofm.tasks.kfold import KfoldConfig
@@ -23,8 +22,8 @@ FAST = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 1}", "-
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=8, size=64, seed=3) / "cls"
+def phantom(phantom_set):
+    return phantom_set(n_per_class=8, size=64, seed=3) / "cls"
 
 
 def config_for(argv: list[str]):

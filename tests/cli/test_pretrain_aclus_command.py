@@ -9,16 +9,14 @@ import pytest
 import torch
 
 from sonofm.cli.main import main
-from sonofm.data.phantom import write_phantom_dataset
 from sonofm.models import create_backbone
 
 IMAGES, BATCH, EPOCHS = 8, 8, 2
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=IMAGES // 4, size=48, seed=5,
-                                 frames_per_group=1) / "seg"
+def phantom(phantom_set):
+    return phantom_set(n_per_class=IMAGES // 4, size=48, seed=5, frames_per_group=1) / "seg"
 
 
 def aclus(phantom, out, masks=None):

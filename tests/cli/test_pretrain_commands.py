@@ -6,13 +6,12 @@ import torch
 from safetensors.torch import load_file
 
 from sonofm.cli.main import main
-from sonofm.data.phantom import write_phantom_dataset
 from sonofm.tasks.mim_module import MimModule
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=2, size=64, seed=3) / "seg" / "images"
+def images(phantom_set):
+    return phantom_set(n_per_class=2, size=64, seed=3) / "seg" / "images"
 
 
 def pretrain(images, out, *extra):

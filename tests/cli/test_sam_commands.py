@@ -12,7 +12,6 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from sonofm.cli.main import main
-from sonofm.data.phantom import write_phantom_dataset
 from sonofm.sam import build_sam, save_sam_checkpoint
 
 TRAIN = ["--epochs", "1", "--batch-size", "8", "--num-workers", "0", "--precision", "32", "--no-progress"]
@@ -20,10 +19,9 @@ AUTOMASK = ["--batch-size", "4", "--num-workers", "0", "--precision", "32", "--n
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
+def phantom(phantom_set):
     """16 phantom images with masks of two anatomy classes (lesion, layer)."""
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=4, size=48, seed=3,
-                                 frames_per_group=1) / "seg"
+    return phantom_set(n_per_class=4, size=48, seed=3, frames_per_group=1) / "seg"
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,14 @@ import pytest
 from PIL import Image
 
 from sonofm.cli.main import main
-from sonofm.data.phantom import write_phantom_dataset
 
 FAST = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 4}", "--img-size", "64", "--epochs", "1",
         "--batch-size", "16", "--num-workers", "0", "--no-progress", "--set", "head_args={channels: 32}"]
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=8, size=64, seed=3, frames_per_group=1)
+def phantom(phantom_set):
+    return phantom_set(n_per_class=8, size=64, seed=3, frames_per_group=1)
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_every_problem_is_reported_with_its_file(tmp_path):
     assert f"mask values [7] outside the class range 0..1: {files['range']}" in problems
     assert f"mask {files['rgb']} is RGB with distinct channels" in problems
     assert f"missing mask for image {files['missing']}" in problems
-    assert f"duplicate name 's0': " in problems and str(files["duplicate"]) in problems
+    assert "duplicate name 's0': " in problems and str(files["duplicate"]) in problems
     assert len(report.problems) == 6
 
 

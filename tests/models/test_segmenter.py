@@ -172,6 +172,7 @@ def test_loss_is_float32_under_bf16_autocast(head):
     terms["loss"].backward()
 
 
+@pytest.mark.slow
 def test_official_usfm_weights_load_into_every_vit_head_at_512(official_checkpoint):
     path, official = official_checkpoint
     for head in VIT_HEADS:

@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sonofm.data.phantom import write_phantom_dataset
 from sonofm.errors import SonofmError
 from sonofm.tasks.finetune_cls import ClsFinetuneConfig, finetune_classifier
 
@@ -18,8 +17,8 @@ def quiet(_message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def phantom_cls(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=160, size=64, seed=1) / "cls"
+def phantom_cls(phantom_set):
+    return phantom_set(n_per_class=160, size=64, seed=1) / "cls"
 
 
 def small_config(data, **changes) -> ClsFinetuneConfig:
@@ -39,6 +38,7 @@ def phantom_run(phantom_cls, tmp_path_factory):
     return out, metrics
 
 
+@pytest.mark.slow
 def test_small_model_learns_phantom_classes(phantom_run):
     _, metrics = phantom_run
     assert metrics["test/accuracy"] >= 0.8
@@ -46,6 +46,7 @@ def test_small_model_learns_phantom_classes(phantom_run):
     assert metrics["test/auroc"] >= 0.95
 
 
+@pytest.mark.slow
 def test_run_folder_contract(phantom_run):
     out, metrics = phantom_run
     for name in ("config.yaml", "split.csv", "log.csv", "metrics.json", "model.safetensors", "checkpoints/last.ckpt",
@@ -60,6 +61,7 @@ def test_run_folder_contract(phantom_run):
     assert sorted(load_file(out / "model.safetensors")) and not list(out.glob("**/*.tmp"))
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_overwritten(phantom_run, phantom_cls):
     out, _ = phantom_run
     before = (out / "model.safetensors").stat().st_mtime_ns
@@ -68,6 +70,7 @@ def test_finished_run_is_not_overwritten(phantom_run, phantom_cls):
     assert (out / "model.safetensors").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_exactly(phantom_cls, tmp_path, crash_at_epoch, assert_same_weights):
     config = small_config(phantom_cls, epochs=3, train_fraction=0.5)
     finetune_classifier(config, tmp_path / "straight", echo=quiet)

@@ -37,6 +37,7 @@ def assert_no_group_straddles_splits(run: Path) -> None:
     assert not groups["val"] & groups["test"]
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_beats_majority_baseline_on_balanced_accuracy(shared_data, tmp_path):
     metrics = run_small(shared_data / "cls" / "BUSI", tmp_path / "run", epochs=8, img_size=64)

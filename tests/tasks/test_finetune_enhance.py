@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from sonofm.data.degradations import DegradationConfig
-from sonofm.data.phantom import write_phantom_dataset
 from sonofm.runs.model_file import read_model_metadata
 from sonofm.tasks.enhance_predict import predict_restored
 from sonofm.tasks.evaluate import evaluate_run
@@ -37,9 +36,8 @@ def config_for(data, **changes) -> EnhanceFinetuneConfig:
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=8, size=64, seed=1,
-                                 frames_per_group=2) / "seg"
+def phantom(phantom_set):
+    return phantom_set(n_per_class=8, size=64, seed=1, frames_per_group=2) / "seg"
 
 
 @pytest.fixture(scope="module")

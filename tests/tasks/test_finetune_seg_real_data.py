@@ -18,8 +18,6 @@ from sonofm.tasks.finetune_seg import SegFinetuneConfig, finetune_segmenter
 DATASETS = {"HC18": (120, 96), "CCA_CAROTID": (120, 128), "BUSI": (160, 96)}
 # head -> (epochs, peak learning rate, head options): the ATM head learns more slowly from scratch
 HEADS = {"upernet": (12, 2e-3, {"channels": 32}), "segvit": (25, 1e-3, {}), "linear": (16, 2e-3, {"channels": 32})}
-# (head, dataset) pairs run: each head once, each data set once with UPerNet (the full matrix costs twice the time)
-RUNS = [("upernet", name) for name in DATASETS] + [(head, "HC18") for head in HEADS if head != "upernet"]
 # "clearly above" the trivial masks: at least 0.05 Dice more and 25 % more
 MARGIN, RATIO = 0.05, 1.25
 
@@ -43,9 +41,8 @@ def subsets(shared_data, tmp_path_factory, seg_subset):
     return {name: seg_subset(shared_data / "seg" / name, root / name, count) for name, (count, _) in DATASETS.items()}
 
 
-@pytest.mark.real_data
-@pytest.mark.parametrize("head, dataset", RUNS)
-def test_tiny_vit_beats_trivial_masks(subsets, tmp_path, dataset, head):
+def check_beats_trivial_masks(subsets: dict[str, Path], tmp_path: Path, dataset: str, head: str) -> None:
+    """Train ``head`` on ``dataset``; its test Dice clearly beats the trivial masks', groups stay in one split."""
     data = subsets[dataset]
     epochs, lr, head_args = HEADS[head]
     config = SegFinetuneConfig(
@@ -65,3 +62,21 @@ def test_tiny_vit_beats_trivial_masks(subsets, tmp_path, dataset, head):
         assert 0.15 * metrics["test/hd95"] <= metrics["test/hd95_mm"] <= 1.23 * metrics["test/hd95"]
         # head circumference error in mm (HC18's measure) from the same pixel sizes
         assert 0.15 * metrics["test/hc_abs_error"] <= metrics["test/hc_abs_error_mm"] <= 1.23 * metrics["test/hc_abs_error"]
+
+
+# Each head once, each data set once with UPerNet (the full matrix costs twice the time). Two classes: pytest-xdist
+# (--dist loadscope) runs them in parallel.
+@pytest.mark.slow
+@pytest.mark.real_data
+class TestUperNetOnEveryDataset:
+    @pytest.mark.parametrize("dataset", list(DATASETS))
+    def test_tiny_vit_beats_trivial_masks(self, subsets, tmp_path, dataset):
+        check_beats_trivial_masks(subsets, tmp_path, dataset, "upernet")
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+class TestOtherHeadsOnHC18:
+    @pytest.mark.parametrize("head", [head for head in HEADS if head != "upernet"])
+    def test_tiny_vit_beats_trivial_masks(self, subsets, tmp_path, head):
+        check_beats_trivial_masks(subsets, tmp_path, "HC18", head)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from sonofm.data.layouts import load_index
-from sonofm.data.phantom import write_phantom_dataset
 from sonofm.data.splits import load_split, save_folds, save_split
 from sonofm.errors import SonofmError
 from sonofm.runs.run_folder import RunFolder
@@ -25,9 +24,9 @@ def quiet(_message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def phantom_cls(tmp_path_factory):
+def phantom_cls(phantom_set):
     """96 images, 4 classes, 24 groups of 4 frames."""
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=24, size=64, seed=1) / "cls"
+    return phantom_set(n_per_class=24, size=64, seed=1) / "cls"
 
 
 def small_config(data, **changes) -> KfoldConfig:

@@ -16,6 +16,7 @@ def videos_of(root) -> dict[str, str]:
         return {row["name"]: row["group"] for row in csv.DictReader(handle)}
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_three_fold_run_on_pocus_videos_beats_the_majority_class(shared_data, tmp_path):
     """All 320 frames of 61 videos, each tested once: the pooled balanced accuracy is a steadier measure than one

@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from sonofm.cli.main import main
-from sonofm.data.phantom import write_phantom_dataset
 from sonofm.models import create_backbone
 from sonofm.tasks.pretrain_aclus import AclusPretrainConfig, pretrain_aclus
 
@@ -19,8 +18,8 @@ QUIET = {"echo": lambda line: None}
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=4, size=64, seed=5) / "seg"
+def phantom(phantom_set):
+    return phantom_set(n_per_class=4, size=64, seed=5) / "seg"
 
 
 def tiny_config(phantom, **changes) -> AclusPretrainConfig:
@@ -103,6 +102,7 @@ def test_bad_input_fails_with_one_line(phantom, tmp_path, cli_error):
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("checkpoints/*"))
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_short_cpu_pretraining_on_real_anatomy_maps_lowers_the_loss(shared_data, seg_subset, tmp_path):
     """Ground-truth masks of two real segmentation sets (fetal head, carotid) serve as anatomy maps."""

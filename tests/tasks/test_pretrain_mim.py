@@ -143,6 +143,7 @@ def test_empty_folder_is_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_two_process_cpu_ddp(phantom_images, tmp_path):
     """The same command on 2 CPU processes (gloo): finishes, and the two ranks split each epoch's images."""
     out = tmp_path / "ddp"

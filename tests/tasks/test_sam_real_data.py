@@ -11,6 +11,7 @@ from sonofm.tasks.sam_evaluation import evaluate_sam
 from sonofm.tasks.sam_train import SamFinetuneConfig, finetune_sam
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_tiny_a_sam_learns_fetal_heads(shared_data, seg_subset, tmp_path):
     data = seg_subset(shared_data / "seg" / "HC18", tmp_path / "HC18", 60)

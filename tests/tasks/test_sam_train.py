@@ -28,9 +28,9 @@ QUIET = {"echo": lambda line: None}
 
 
 @pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
+def phantom(phantom_set):
     """64 phantom images (16 simulated patients) with masks of two anatomy classes: lesion and layer."""
-    return write_phantom_dataset(tmp_path_factory.mktemp("phantom"), n_per_class=16, size=64, seed=3) / "seg"
+    return phantom_set(n_per_class=16, size=64, seed=3) / "seg"
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,7 @@ def prompter_run(phantom, a_sam_run, tmp_path_factory):
     return run, train_prompter(config, run, **QUIET)
 
 
+@pytest.mark.slow
 def test_stage_one_loss_falls_and_prompted_dice_beats_the_untrained_model(phantom, tiny_sam, a_sam_run):
     run, metrics = a_sam_run
     with (run / "log.csv").open() as handle:
@@ -90,6 +91,7 @@ def fresh_patients(tmp_path_factory):
     return load_index(root, task="seg").samples
 
 
+@pytest.mark.slow
 def test_prompter_learns_a_mask_per_anatomy_class(fresh_patients, prompter_run, a_sam_run):
     run, _ = prompter_run
     trained = load_adapted_sam(run / "model.safetensors")
