@@ -23,7 +23,7 @@ def test_three_fold_run_on_pocus_videos_beats_the_majority_class(shared_data, tm
     split's 12 test videos (whose balanced accuracy ranged 0.35-0.59 between machines for the same seed)."""
     data = shared_data / "cls" / "POCUS_LUNG"
     video_of = videos_of(data)
-    config = KfoldConfig(data=str(data), model="resnet18", img_size=96, epochs=10, batch_size=32, folds=3,
+    config = KfoldConfig(data=str(data), model="resnet18", img_size=64, epochs=10, batch_size=32, folds=3,
                          gradcam_per_class=1, num_workers=0, progress=False)
     config.optim.lr = 1e-3
     metrics = run_kfold(config, tmp_path / "run", echo=lambda _: None)
@@ -48,5 +48,6 @@ def test_three_fold_run_on_pocus_videos_beats_the_majority_class(shared_data, tm
     assert len(list((run / "gradcam").glob("fold_*_*.png"))) == 3 * 3  # one per class (covid, pneumonia, regular)
     for key in ("mean/accuracy", "std/accuracy", "mean/macro_f1", "pooled/accuracy", "pooled/recall/covid"):
         assert 0.0 <= metrics[key] <= 1.0, key
-    # always predicting the majority class gives a balanced accuracy of 1 / 3; measured here: 0.62
+    # always predicting the majority class gives a balanced accuracy of 1 / 3; measured at 64 px (seeds 0-2): 0.70,
+    # 0.70, 0.71 in fp32, 0.65 in bf16 (seed 0); at 96 px, 2.25x the pixels: 0.62
     assert metrics["pooled/balanced_accuracy"] > 0.45, metrics
