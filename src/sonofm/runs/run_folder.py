@@ -29,6 +29,7 @@ from sonofm.runs.config import config_to_dict
 # Keys that may change between the first start and a resume without changing what is being trained.
 RESUMABLE_KEYS = frozenset({"num_workers", "devices", "accelerator", "strategy", "num_nodes", "progress"})
 CHECKPOINT_NAMES = ("last.ckpt", "best.ckpt")
+START_OVER = "pass --overwrite to start the run over"
 """Checkpoints a resumed run reads back: Lightning resumes from ``last``, the final model comes from ``best``."""
 CHECKPOINT_KEYS = ("state_dict", "epoch", "global_step", "loops", "optimizer_states")
 """Entries of a Lightning checkpoint that resuming reads."""
@@ -122,7 +123,7 @@ def _require_readable_checkpoints(run: RunFolder) -> None:
         problem = _checkpoint_problem(path)
         if problem is not None:
             raise SonofmError(f"cannot resume run {run.path}: checkpoint {path} {problem}; "
-                              f"pass --overwrite to start the run over (this deletes {run.path})")
+                              f"{START_OVER} (this deletes {run.path})")
 
 
 def _checkpoint_problem(path: Path) -> str | None:
@@ -140,6 +141,18 @@ def _checkpoint_problem(path: Path) -> str | None:
     if not isinstance(state, Mapping) or not all(isinstance(value, Tensor) for value in state.values()):
         return "is damaged: its state_dict is not a map of tensors"
     return None
+
+
+def checkpoint_entry(path: str | Path, key: str) -> Any:
+    """Entry ``key`` of a Lightning checkpoint, read ``weights_only`` by the one loader; SonofmError naming the file
+    (and how to start over) when it is damaged or is not a training checkpoint."""
+    try:
+        content = load_torch_file(path)
+    except UnreadableWeightsError as error:
+        raise SonofmError(f"cannot read checkpoint {path}: {error.reason}; {START_OVER}") from None
+    if not isinstance(content, Mapping) or key not in content:
+        raise SonofmError(f"checkpoint {path} is not a training checkpoint (no '{key}' entry); {START_OVER}")
+    return content[key]
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:

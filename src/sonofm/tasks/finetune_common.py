@@ -6,7 +6,7 @@ import csv
 import dataclasses
 import logging
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,16 +21,14 @@ from sonofm.data.records import DatasetIndex, Sample
 from sonofm.data.sampling import SeededEpochSampler
 from sonofm.data.splits import load_split, save_split, split_samples, train_fraction
 from sonofm.errors import SonofmError
-from sonofm.models.state_dict_file import UnreadableWeightsError, load_torch_file
 from sonofm.tasks.hardware import HardwareConfig
-from sonofm.runs.run_folder import RunFolder
+from sonofm.runs.run_folder import RunFolder, checkpoint_entry
 from sonofm.tasks.epoch_log import EpochCsvLog
 from sonofm.tasks.figures import plot_training_curves
 from sonofm.tasks.optim import OPTIMIZERS, OptimConfig
 from sonofm.tasks.precision import PRECISIONS, resolve_precision
 
 Echo = Callable[[str], None]
-START_OVER = "pass --overwrite to start the run over"
 
 
 @dataclass
@@ -208,18 +206,6 @@ def checkpoint_epoch(path: str | None, epochs: int) -> float:
     if path is None:
         return float(epochs - 1)
     return float(checkpoint_entry(path, "epoch"))
-
-
-def checkpoint_entry(path: str | Path, key: str) -> Any:
-    """Entry ``key`` of a Lightning checkpoint, read ``weights_only`` by the one loader; SonofmError naming the file
-    (and how to start over) when it is damaged or is not a training checkpoint."""
-    try:
-        content = load_torch_file(path)
-    except UnreadableWeightsError as error:
-        raise SonofmError(f"cannot read checkpoint {path}: {error.reason}; {START_OVER}") from None
-    if not isinstance(content, Mapping) or key not in content:
-        raise SonofmError(f"checkpoint {path} is not a training checkpoint (no '{key}' entry); {START_OVER}")
-    return content[key]
 
 
 def write_training_curves(run: RunFolder, metric_keys: tuple[str, ...]) -> None:
