@@ -78,7 +78,7 @@ class AutomaskMeasurement:
 def measure(settings: Settings, precision: str) -> AutomaskMeasurement:
     """GEMM rate, FLOPs of one batch, then timed automask batches, for the single size of ``settings``."""
     from sonofm.sam import AdaptedSam, build_sam
-    from sonofm.tasks.sam_automask import anatomy_map
+    from sonofm.tasks.sam.automask import anatomy_map
 
     (img_size,), (batch_size,) = settings.img_sizes, settings.batch_sizes
     device = start_worker(settings)

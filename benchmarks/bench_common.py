@@ -85,7 +85,7 @@ def resolve_precisions(chosen: list[str] | None, device: str) -> list[str]:
     bf16 convolutions fall back to a reference kernel that is far slower than fp32, which measures nothing)."""
     if chosen:
         return list(chosen)
-    from sonofm.tasks.precision import cpu_has_fast_bf16
+    from sonofm.engine.precision import cpu_has_fast_bf16
 
     if device == "cuda" or cpu_has_fast_bf16():
         return list(PRECISIONS)

@@ -41,7 +41,7 @@ def build_training(settings: TrainingSettings, device: torch.device) -> tuple[Lo
     """The classifier and its AdamW on ``device``: the cross-entropy of a fixed random batch, and the optimiser."""
     from sonofm.models import create_backbone
     from sonofm.models.classifier import ImageClassifier
-    from sonofm.tasks.optim import OptimConfig, build_optimizer
+    from sonofm.engine.optim import OptimConfig, build_optimizer
 
     model = ImageClassifier(create_backbone(settings.model, img_size=settings.img_size), NUM_CLASSES).to(device)
     model.train()

@@ -60,8 +60,8 @@ class Settings(TrainingSettings):
 def build_model(settings: Settings, device: torch.device):
     """``MaskedImageModel`` and its AdamW, exactly as ``sonofm pretrain mim`` builds them (drop path 0.1, shared
     relative position table for USFM ViTs, lr 2e-4, weight decay 0.05, no layer decay)."""
-    from sonofm.tasks.optim import build_optimizer
-    from sonofm.tasks.pretrain_mim import MimPretrainConfig, build_mim_model
+    from sonofm.engine.optim import build_optimizer
+    from sonofm.tasks.mim.pretrain import MimPretrainConfig, build_mim_model
 
     config = MimPretrainConfig(model=settings.model, img_size=settings.img_size, mim=settings.mim_config())
     model = build_mim_model(config).to(device)

@@ -102,7 +102,7 @@ def build_model(settings: Settings, img_size: int, device: torch.device) -> torc
 def build_training(settings: Settings, device: torch.device) -> tuple[Loss, torch.optim.Optimizer]:
     """The segmenter and its AdamW on ``device``: the loss of a fixed random batch with random masks, and the
     optimiser."""
-    from sonofm.tasks.optim import OptimConfig, build_optimizer
+    from sonofm.engine.optim import OptimConfig, build_optimizer
 
     img_size, batch_size = settings.single_size()
     model = build_model(settings, img_size, device)

@@ -50,7 +50,7 @@ def test_fp32_alone_gives_its_figures_without_bf16_ratios(bench, bench_common, k
 
 
 def test_default_precisions_follow_native_bf16(bench_common, monkeypatch):
-    from sonofm.tasks import precision
+    from sonofm.engine import precision
 
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
     assert bench_common.resolve_precisions(None, "cpu") == ["fp32"]

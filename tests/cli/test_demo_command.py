@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageStat
 
 from sonofm.cli.main import main
-from sonofm.tasks.demo import CLS_REPORTED, SEG_REPORTED, STAGES
+from sonofm.workflows.demo import CLS_REPORTED, SEG_REPORTED, STAGES
 
 MIN_IMAGES = 9  # 2 confusion matrices, 2 + 2 training curves, 2 overlays, reconstructions (+ pretraining loss)
 

@@ -14,7 +14,7 @@ from sonofm.cli.main import main
 from sonofm.export.onnx_runtime import OnnxModel
 from sonofm.export.parity import parity_batch
 from sonofm.export.preprocessing import InferenceWrapper
-from sonofm.tasks.run_model import load_run_model
+from sonofm.runs.run_model import load_run_model
 
 COMMON = ["--img-size", "32", "--epochs", "1", "--batch-size", "16", "--num-workers", "0", "--no-progress"]
 VIT = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 2}"]

@@ -14,8 +14,8 @@ from sonofm.cli.kfold import KFOLD_FLAGS
 from sonofm.cli.main import build_parser, main
 from sonofm.data.layouts import load_index
 from sonofm.data.splits import save_folds
-from sonofm.tasks.finetune_cls import ClsFinetuneConfig
-from sonofm.tasks.kfold import KfoldConfig
+from sonofm.tasks.cls.finetune import ClsFinetuneConfig
+from sonofm.workflows.kfold import KfoldConfig
 
 FAST = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 1}", "--img-size", "32", "--epochs", "1",
         "--num-workers", "0", "--no-progress"]

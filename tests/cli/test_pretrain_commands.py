@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from sonofm.cli.main import main
-from sonofm.tasks.mim_module import MimModule
+from sonofm.tasks.mim.module import MimModule
 
 
 @pytest.fixture(scope="module")

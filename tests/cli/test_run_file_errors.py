@@ -11,10 +11,10 @@ from safetensors.torch import save_file
 
 from sonofm.errors import SonofmError
 from sonofm.models import create_backbone, save_backbone_weights
-from sonofm.runs.atomic import atomic_write_json
+from sonofm.atomic import atomic_write_json
 from sonofm.runs.config import save_config
-from sonofm.tasks.finetune_common import checkpoint_epoch, load_best_weights
-from sonofm.tasks.pretrain_mim import MimPretrainConfig, build_mim_model
+from sonofm.engine.trainer import checkpoint_epoch, load_best_weights
+from sonofm.tasks.mim.pretrain import MimPretrainConfig, build_mim_model
 
 TINY_MODEL = {"depth": 1, "embed_dim": 32, "num_heads": 2}
 UNSAFE_ADVICE = ("weights_only", "safe_globals")

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from sonofm.data.fan_mask import MIN_FAN_FRACTION, detect_fan_mask, detect_fan_mask_sequence
-from sonofm.data.phantom import draw_subject, fan_mask, perturb_subject, render_subject
+from sonofm.data.phantom import draw_subject, perturb_subject, render_subject, sector_mask
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -20,7 +20,7 @@ def _phantom(seed: int, size: int = 192) -> tuple[np.ndarray, np.ndarray]:
     subject = draw_subject(rng, "cyst")
     image, _ = render_subject(subject, rng, size=size)
     gray = image if image.ndim == 2 else image[..., 0]
-    return np.repeat(gray[..., None], 3, axis=2).astype(np.uint8), fan_mask(subject.fan, size)
+    return np.repeat(gray[..., None], 3, axis=2).astype(np.uint8), sector_mask(subject.fan, size)
 
 
 def _burn_annotations(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,7 +77,7 @@ def test_image_without_a_fan_keeps_everything() -> None:
 def test_cine_loop_ignores_static_text() -> None:
     rng = np.random.default_rng(5)
     subject = draw_subject(rng, "solid_round")
-    truth = fan_mask(subject.fan, 160)
+    truth = sector_mask(subject.fan, 160)
     frames = []
     for _ in range(6):
         image, _ = render_subject(perturb_subject(subject, rng), rng, size=160)

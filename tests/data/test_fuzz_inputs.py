@@ -33,10 +33,10 @@ from sonofm.errors import SonofmError
 from sonofm.models import create_backbone, load_backbone_weights
 from sonofm.models.classifier import ImageClassifier
 from sonofm.models.state_dict_file import read_weights_file
-from sonofm.runs.atomic import atomic_write_json
+from sonofm.atomic import atomic_write_json
 from sonofm.runs.config import save_config
 from sonofm.runs.model_file import save_model
-from sonofm.tasks.finetune_cls import ClsFinetuneConfig, model_metadata
+from sonofm.tasks.cls.finetune import ClsFinetuneConfig, model_metadata
 
 SEED = 25
 TINY_MODEL = {"depth": 1, "embed_dim": 32, "num_heads": 2}

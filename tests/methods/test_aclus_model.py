@@ -8,7 +8,7 @@ from PIL import Image
 from sonofm.methods.aclus.corruption import CorruptionConfig, corrupt
 from sonofm.methods.aclus.dataset import AclusDataset
 from sonofm.methods.aclus.model import AclusConfig, AclusModel, ema_momentum
-from sonofm.tasks.aclus_module import AclusModule, LarsConfig
+from sonofm.tasks.aclus.module import AclusModule, LarsConfig
 
 
 def small_batch(batch: int = 2, size: int = 64):

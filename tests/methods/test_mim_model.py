@@ -9,7 +9,7 @@ import torch
 from sonofm.errors import SonofmError
 from sonofm.methods.mim import MaskedImageModel, MimConfig, PixelShuffleDecoder
 from sonofm.models import create_backbone
-from sonofm.tasks.optim import layer_decay_param_groups
+from sonofm.engine.optim import layer_decay_param_groups
 
 
 def tiny_encoder(**overrides):

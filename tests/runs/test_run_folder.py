@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 
 from sonofm.errors import SonofmError
-from sonofm.runs.atomic import atomic_write, atomic_write_text
+from sonofm.atomic import atomic_write, atomic_write_text
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import prepare_run
 

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from sonofm.errors import SonofmError
-    from sonofm.tasks.demo import DemoConfig, quick_config, run_demo
+    from sonofm.workflows.demo import DemoConfig, quick_config, run_demo
 
     if args.seg_data and not args.data:
         raise SonofmError("--seg-data needs --data (the phantom set brings its own segmentation data)")

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    from sonofm.tasks.embed import embed
+    from sonofm.inference.embed import embed
 
     path, shape = embed(args.input, args.out, args.weights, args.run, args.model, args.img_size, args.pool,
                         args.batch_size, args.precision, progress=not args.no_progress)

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from sonofm.tasks.evaluate import evaluate_run
+    from sonofm.inference.evaluate import evaluate_run
 
     metrics, path = evaluate_run(args.run, args.data, args.split, args.batch_size, progress=not args.no_progress)
     print_metrics(metrics, path)
@@ -44,7 +44,7 @@ def print_metrics(metrics: dict[str, float], path) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from sonofm.tasks.predict import predict_onnx, predict_run
+    from sonofm.inference.predict import predict_onnx, predict_run
 
     predict = predict_run if args.run else predict_onnx
     path = predict(args.run or args.onnx, args.input, args.out, args.batch_size, progress=not args.no_progress,

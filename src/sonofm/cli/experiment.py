@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_label_efficiency_command(args: argparse.Namespace) -> int:
-    from sonofm.tasks.label_efficiency import LabelEfficiencyConfig, run_label_efficiency
+    from sonofm.workflows.label_efficiency import LabelEfficiencyConfig, run_label_efficiency
 
     config = config_from_args(LabelEfficiencyConfig(), args, LABEL_EFFICIENCY_FLAGS)
     config.validate()

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from sonofm.tasks.run_model import load_run_model
+    from sonofm.runs.run_model import load_run_model
 
     loaded = load_run_model(args.run)
     if args.format == "onnx":

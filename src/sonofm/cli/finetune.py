@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_cls_flags(parser: argparse.ArgumentParser) -> None:
     """Every flag of ``finetune cls`` (:data:`CLS_FLAGS` plus ``--preset``); ``sonofm kfold`` takes them all too."""
-    from sonofm.tasks.presets import CLS_PRESETS
+    from sonofm.tasks.cls.presets import CLS_PRESETS
 
     _add_common_flags(parser, "dataset folder (class folders, USFM or flat layout)", default_batch=32)
     parser.add_argument("--mode", choices=["full", "partial", "linear"],
@@ -67,7 +67,7 @@ def add_cls_flags(parser: argparse.ArgumentParser) -> None:
 
 def cls_config_from_args(config: T, args: argparse.Namespace, flags: dict[str, str]) -> T:
     """``config`` with the ``--preset`` (if any) applied, then the given ``flags`` and ``--set`` overrides."""
-    from sonofm.tasks.presets import apply_preset
+    from sonofm.tasks.cls.presets import apply_preset
 
     if args.preset:
         config = apply_preset(config, args.preset)
@@ -91,21 +91,21 @@ def _add_common_flags(parser: argparse.ArgumentParser, data_help: str, default_b
 
 
 def run_finetune_cls(args: argparse.Namespace) -> int:
-    from sonofm.tasks.finetune_cls import ClsFinetuneConfig, finetune_classifier
+    from sonofm.tasks.cls.finetune import ClsFinetuneConfig, finetune_classifier
 
     finetune_classifier(cls_config_from_args(ClsFinetuneConfig(), args, CLS_FLAGS), args.out, overwrite=args.overwrite)
     return 0
 
 
 def run_finetune_seg(args: argparse.Namespace) -> int:
-    from sonofm.tasks.finetune_seg import SegFinetuneConfig, finetune_segmenter
+    from sonofm.tasks.seg.finetune import SegFinetuneConfig, finetune_segmenter
 
     finetune_segmenter(config_from_args(SegFinetuneConfig(), args, SEG_FLAGS), args.out, overwrite=args.overwrite)
     return 0
 
 
 def run_finetune_enhance(args: argparse.Namespace) -> int:
-    from sonofm.tasks.finetune_enhance import EnhanceFinetuneConfig, finetune_enhancer
+    from sonofm.tasks.enhance.finetune import EnhanceFinetuneConfig, finetune_enhancer
 
     finetune_enhancer(config_from_args(EnhanceFinetuneConfig(), args, ENHANCE_FLAGS), args.out,
                       overwrite=args.overwrite)

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_kfold_command(args: argparse.Namespace) -> int:
-    from sonofm.tasks.kfold import KfoldConfig, run_kfold
+    from sonofm.workflows.kfold import KfoldConfig, run_kfold
 
     run_kfold(cls_config_from_args(KfoldConfig(), args, KFOLD_FLAGS), args.out, overwrite=args.overwrite)
     return 0

@@ -63,14 +63,14 @@ def _add_schedule_flags(parser: argparse.ArgumentParser, default_epochs: int, se
 
 
 def run_pretrain_mim(args: argparse.Namespace) -> int:
-    from sonofm.tasks.pretrain_mim import MimPretrainConfig, pretrain_mim
+    from sonofm.tasks.mim.pretrain import MimPretrainConfig, pretrain_mim
 
     pretrain_mim(config_from_args(MimPretrainConfig(), args, MIM_FLAGS), args.out, overwrite=args.overwrite)
     return 0
 
 
 def run_pretrain_aclus(args: argparse.Namespace) -> int:
-    from sonofm.tasks.pretrain_aclus import AclusPretrainConfig, pretrain_aclus
+    from sonofm.tasks.aclus.pretrain import AclusPretrainConfig, pretrain_aclus
 
     pretrain_aclus(config_from_args(AclusPretrainConfig(), args, ACLUS_FLAGS), args.out, overwrite=args.overwrite)
     return 0

@@ -86,21 +86,21 @@ def _add_training_flags(parser: argparse.ArgumentParser, default_epochs: int) ->
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from sonofm.tasks.sam_train import SamFinetuneConfig, finetune_sam
+    from sonofm.tasks.sam.train import SamFinetuneConfig, finetune_sam
 
     finetune_sam(config_from_args(SamFinetuneConfig(), args, FINETUNE_FLAGS), args.out, overwrite=args.overwrite)
     return 0
 
 
 def run_train_prompter(args: argparse.Namespace) -> int:
-    from sonofm.tasks.sam_train import PrompterConfig, train_prompter
+    from sonofm.tasks.sam.train import PrompterConfig, train_prompter
 
     train_prompter(config_from_args(PrompterConfig(), args, PROMPTER_FLAGS), args.out, overwrite=args.overwrite)
     return 0
 
 
 def run_automask(args: argparse.Namespace) -> int:
-    from sonofm.tasks.sam_automask import Shard, automask
+    from sonofm.tasks.sam.automask import Shard, automask
 
     if not Path(args.images).is_dir():  # checked before --out is claimed for these images
         raise SonofmError(f"--images {args.images} is not a folder; nothing was written")
@@ -114,7 +114,7 @@ def run_automask(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from sonofm.cli.evaluate import print_metrics
-    from sonofm.tasks.sam_evaluate import evaluate_sam_run
+    from sonofm.inference.sam_evaluate import evaluate_sam_run
 
     metrics, path = evaluate_sam_run(args.run, args.data, args.mode, args.split, progress=not args.no_progress)
     print_metrics(metrics, path)

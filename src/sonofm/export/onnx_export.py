@@ -14,8 +14,8 @@ from sonofm.errors import SonofmError
 from sonofm.export.onnx_runtime import METADATA_KEY, OnnxModel
 from sonofm.export.parity import check_parity, parity_batch
 from sonofm.export.preprocessing import InferenceWrapper, preprocessing_of
-from sonofm.runs.atomic import atomic_write, atomic_write_json
-from sonofm.tasks.run_model import RunModel
+from sonofm.atomic import atomic_write, atomic_write_json
+from sonofm.runs.run_model import RunModel
 
 DEFAULT_OPSET = 18
 

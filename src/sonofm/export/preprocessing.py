@@ -7,7 +7,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from sonofm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from sonofm.tasks.run_model import RunModel
+from sonofm.runs.run_model import RunModel
 
 
 class InferenceWrapper(nn.Module):

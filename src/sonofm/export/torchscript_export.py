@@ -11,8 +11,8 @@ import torch
 from sonofm.errors import SonofmError
 from sonofm.export.parity import check_parity, parity_batch
 from sonofm.export.preprocessing import InferenceWrapper, preprocessing_of
-from sonofm.runs.atomic import atomic_write, atomic_write_json
-from sonofm.tasks.run_model import RunModel
+from sonofm.atomic import atomic_write, atomic_write_json
+from sonofm.runs.run_model import RunModel
 
 
 def export_torchscript(loaded: RunModel, out: str | Path) -> float:

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from sonofm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from sonofm.errors import SonofmError
-from sonofm.methods.mim.model import PixelShuffleDecoder
+from sonofm.models.heads.pixel_shuffle import PixelShuffleDecoder
 from sonofm.models.layer_ids import LayersAboveBackbone
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sonofm.errors import SonofmError
-from sonofm.runs.atomic import atomic_write_text
+from sonofm.atomic import atomic_write_text
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -63,7 +63,7 @@ def apply_overrides(config: ConfigT, overrides: list[str]) -> ConfigT:
 
 
 def save_config(config: Any, path: str | Path) -> None:
-    from sonofm.runs.atomic import atomic_write_text
+    from sonofm.atomic import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 

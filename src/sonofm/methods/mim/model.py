@@ -33,6 +33,7 @@ from sonofm.methods.mim.masking import (
     random_block_mask,
     ring_edges,
 )
+from sonofm.models.heads.pixel_shuffle import PixelShuffleDecoder
 from sonofm.models.layer_ids import LayersAboveBackbone
 from sonofm.models.vit_helpers import tokens_to_map
 
@@ -94,21 +95,6 @@ class MimConfig:
         for ok, message in self.checks(img_size, patch_size):
             if not ok:
                 raise SonofmError(message)
-
-
-class PixelShuffleDecoder(nn.Module):
-    """Patch features ``(B, embed_dim, h, w)`` -> image ``(B, out_channels, h*patch, w*patch)``.
-
-    A 1x1 conv predicts each patch's ``patch * patch * out_channels`` pixel values; pixel shuffle lays them out.
-    """
-
-    def __init__(self, embed_dim: int, patch_size: int, out_channels: int = 3) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(embed_dim, patch_size * patch_size * out_channels, kernel_size=1)
-        self.shuffle = nn.PixelShuffle(patch_size)
-
-    def forward(self, features: Tensor) -> Tensor:
-        return self.shuffle(self.proj(features))
 
 
 class MaskedImageModel(LayersAboveBackbone, nn.Module):

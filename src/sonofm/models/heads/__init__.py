@@ -1,7 +1,9 @@
-"""Segmentation necks and decode heads (UPerNet, SegViT's ATM, a light upsampling head, a U-Net decoder)."""
+"""Necks and decode heads: segmentation (UPerNet, SegViT's ATM, a light upsampling head, a U-Net decoder) and the
+pixel-shuffle image decoder (MIM reconstruction, enhancement)."""
 
 from sonofm.models.heads.atm import ATMHead, ATMLoss, atm_class_scores
 from sonofm.models.heads.linear import ProgressiveUpsamplingHead
+from sonofm.models.heads.pixel_shuffle import PixelShuffleDecoder
 from sonofm.models.heads.unet import UNetDecoder
 from sonofm.models.heads.upernet import FcnAuxHead, UperNetHead
 from sonofm.models.heads.vit_neck import ViTPyramidNeck, vit_feature_indices
@@ -10,6 +12,7 @@ __all__ = [
     "ATMHead",
     "ATMLoss",
     "FcnAuxHead",
+    "PixelShuffleDecoder",
     "ProgressiveUpsamplingHead",
     "UNetDecoder",
     "UperNetHead",

@@ -1,0 +1,123 @@
+"""The run configs training commands build on: hardware options, then the fine-tuning and pretraining fields."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from sonofm.engine.optim import OPTIMIZERS, OptimConfig
+from sonofm.engine.precision import PRECISIONS
+from sonofm.errors import SonofmError
+
+
+@dataclass
+class HardwareConfig:
+    """Precision (``auto``: bf16 autocast where fast), data-loading workers, Lightning's accelerator, devices,
+    strategy and nodes, and whether to show progress bars."""
+
+    precision: str = "auto"
+    num_workers: int = 1
+    accelerator: str = "auto"
+    devices: str = "1"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    progress: bool = True
+
+
+@dataclass
+class TrainingConfig(HardwareConfig):
+    """Options shared by every supervised training command on a labelled dataset (each config adds its own).
+
+    ``seed`` seeds initialisation, data order, augmentation and the ``train_fraction`` subset; the train/val/test
+    split uses ``split_seed`` (default: ``seed``), so experiments can vary the seed on one fixed split.
+    ``split_file``, when set, gives that split instead: a ``name,split,group,label`` CSV as ``split.csv`` is written.
+    """
+
+    data: str = ""
+    img_size: int = 224
+    epochs: int = 30
+    batch_size: int = 32
+    accumulate: int = 1
+    train_fraction: float = 1.0
+    seed: int = 0
+    split_seed: int | None = None
+    group_by: str | None = None
+    split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    split_file: str | None = None
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """``(ok, message)`` pairs; a task config extends the list."""
+        return [
+            (bool(self.data), "--data is required"),
+            (0 < self.train_fraction <= 1, f"--train-fraction must be in (0, 1], got {self.train_fraction}"),
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.accumulate >= 1, f"accumulate must be >= 1, got {self.accumulate}"),
+            (self.img_size >= 16 and self.img_size % 16 == 0, f"--img-size must be a multiple of 16, got {self.img_size}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            (len(self.split_ratios) == 3 and abs(sum(self.split_ratios) - 1) < 1e-6, "split_ratios must be 3 numbers summing to 1"),
+            (self.optim.optimizer in OPTIMIZERS,
+             f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optim.optimizer!r}"),
+        ]
+
+    def validate(self) -> None:
+        """Raise SonofmError for the first value outside its range."""
+        for ok, message in self.checks():
+            if not ok:
+                raise SonofmError(message)
+
+
+@dataclass
+class FinetuneConfig(TrainingConfig):
+    """A :class:`TrainingConfig` for a backbone from the model registry, from scratch or from ``weights``."""
+
+    model: str = "usfm_vit_base_patch16"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    drop_path: float = 0.1
+
+    def resolved_optim(self) -> OptimConfig:
+        """``optim`` with ``layer_decay`` resolved: 0.65 when fine-tuning from weights, none (1.0) from scratch."""
+        if self.optim.layer_decay is not None:
+            return self.optim
+        return dataclasses.replace(self.optim, layer_decay=0.65 if self.weights else 1.0)
+
+
+@dataclass
+class PretrainingConfig(HardwareConfig):
+    """Options shared by pretraining methods (each method's config adds its own).
+
+    ``epochs`` or ``max_steps`` (optimiser steps; wins when set) bound training; ``checkpoint_every`` is in
+    optimiser steps (``last.ckpt`` is also written at every epoch's end).
+    """
+
+    data: list[str] = field(default_factory=list)
+    model: str = ""
+    img_size: int = 224
+    epochs: int = 100
+    max_steps: int | None = None
+    batch_size: int = 64
+    accumulate: int = 1
+    seed: int = 0
+    checkpoint_every: int = 500
+
+    def checks(self) -> list[tuple[bool, str]]:
+        """``(ok, message)`` pairs; a method's config extends the list."""
+        return [
+            (bool(self.data), "--data needs at least one folder"),
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.accumulate >= 1, f"--accumulate must be >= 1, got {self.accumulate}"),
+            (self.img_size >= 16 and self.img_size % 16 == 0, f"--img-size must be a multiple of 16, got {self.img_size}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+        ]
+
+    def validate(self) -> None:
+        """Raise SonofmError for the first value outside its range."""
+        for ok, message in self.checks():
+            if not ok:
+                raise SonofmError(message)

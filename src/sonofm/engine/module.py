@@ -1,0 +1,74 @@
+"""The Lightning base module of every training command: per-epoch reseeding and the shared optimiser schedule."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torch import nn
+
+from sonofm.data.sampling import SeededEpochSampler
+from sonofm.engine.optim import OptimConfig, build_optimizer, warmup_cosine
+
+
+class SeededTrainingModule(L.LightningModule):
+    """AdamW (or ``optim.optimizer``) + layer-wise LR decay + warmup-cosine per optimiser step, and reseeding at every
+    epoch.
+
+    ``seed``: every epoch reseeds the global RNG (drop path, dropout) with ``seed`` and the epoch, so a resumed run
+    draws the same masks as an uninterrupted one (data order and augmentation are seeded by ``SeededEpochSampler``).
+    The wrapped ``model`` must offer ``layer_id(name)`` and ``num_layer_ids``. Warmup lasts
+    ``optim.warmup_epochs`` epochs' worth of optimiser steps, also when training is bounded by ``max_steps``.
+    """
+
+    def __init__(self, model: nn.Module, optim: OptimConfig, seed: int = 0):
+        super().__init__()
+        self.model = model
+        self.optim_config = optim
+        self.seed = seed
+
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the global RNG (drop path, masks) so a run resumed from a mid-epoch checkpoint draws what it would have."""
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.model, self.optim_config)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = round(self.optim_config.warmup_epochs * steps_per_epoch(self.trainer, total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(total, warmup, self.optim_config.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def steps_per_epoch(trainer: L.Trainer, total: int) -> float:
+    """Optimiser steps per epoch of ``trainer`` training ``total`` steps in all (epoch- or ``max_steps``-bounded)."""
+    if trainer.max_epochs is not None and trainer.max_epochs > 0:
+        return total / trainer.max_epochs
+    if trainer.train_dataloader is None:
+        trainer.fit_loop.setup_data()
+    return math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+
+
+class MidEpochResume(L.Callback):
+    """Resuming from a step checkpoint taken mid-epoch: the training sampler skips the batches the epoch already saw.
+
+    One process only: under DDP Lightning shards the sampler's full order, so a shortened order cannot be sharded
+    (there a mid-epoch resume replays the epoch from its start)."""
+
+    def __init__(self, sampler: SeededEpochSampler, batch_size: int) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        seen = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
+        if seen and trainer.world_size == 1:
+            self.sampler.resume_at(int(checkpoint["epoch"]), seen * self.batch_size)

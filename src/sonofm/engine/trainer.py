@@ -1,0 +1,111 @@
+"""The Lightning Trainer every training command uses: building it, fitting with resume, reading the best epoch."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch.utils.data import DataLoader
+
+from sonofm.data.sampling import SeededEpochSampler
+from sonofm.engine.epoch_log import EpochCsvLog
+from sonofm.engine.precision import resolve_precision
+from sonofm.errors import SonofmError
+from sonofm.report.figures import plot_training_curves
+from sonofm.runs.run_folder import RunFolder, checkpoint_entry
+
+Echo = Callable[[str], None]
+
+
+def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
+    """A Trainer from a run config without logger banners: checkpoints and the CSV log come from ``callbacks``.
+
+    ``config`` carries ``epochs``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``, ``precision``,
+    ``accumulate``, ``optim.grad_clip`` and ``progress``; a ``max_steps`` attribute (pretraining), when set, bounds
+    training by optimiser steps instead of epochs.
+    """
+    # Lightning's banners (hardware summary, logger tips) and a deprecation inside Lightning itself are noise here.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # a data set too small for a val split
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # resuming
+    if config.progress:
+        callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1)]
+    devices: int | str = int(config.devices) if config.devices.isdigit() else config.devices
+    max_steps = getattr(config, "max_steps", None)
+    try:
+        return L.Trainer(
+            max_epochs=-1 if max_steps else config.epochs, max_steps=max_steps or -1,
+            accelerator=config.accelerator, devices=devices, strategy=config.strategy, num_nodes=config.num_nodes,
+            precision=resolve_precision(config.precision, config.accelerator),
+            accumulate_grad_batches=config.accumulate, gradient_clip_val=config.optim.grad_clip or None,
+            callbacks=callbacks, logger=False, enable_progress_bar=config.progress, enable_model_summary=False,
+            num_sanity_val_steps=0, log_every_n_steps=1,
+        )
+    except (ValueError, MisconfigurationException, RuntimeError) as error:  # Lightning's words for bad hardware flags
+        raise SonofmError(f"cannot set up training with accelerator={config.accelerator}, devices={config.devices}, "
+                          f"strategy={config.strategy}: {str(error).splitlines()[0]}") from None
+
+
+def fit_selecting_best(config: Any, run: RunFolder, module: L.LightningModule, loaders: dict[str, DataLoader],
+                       monitor: str, callbacks: list[L.Callback] | None = None) -> tuple[L.Trainer, str | None]:
+    """Train ``module`` on ``loaders["train"]`` (validating on ``loaders["val"]`` if present), resuming from
+    ``last.ckpt``; keeps ``best.ckpt`` by the highest ``monitor`` and a ``log.csv`` row per epoch.
+
+    Returns the trainer and the best checkpoint's path (None without validation: the last epoch counts).
+    """
+    has_val = "val" in loaders
+    checkpoint = ModelCheckpoint(
+        dirpath=run.checkpoints, filename="best", save_last=True, enable_version_counter=False,
+        monitor=monitor if has_val else None, mode="max",
+    )
+    trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])
+    fit_resuming(trainer, module, run, loaders["train"], loaders.get("val"))
+    best = run.checkpoints / "best.ckpt"
+    return trainer, str(best) if has_val and best.is_file() else None
+
+
+def fit_resuming(trainer: L.Trainer, module: L.LightningModule, run: RunFolder, train: DataLoader,
+                 val: DataLoader | None = None) -> None:
+    """``trainer.fit``, resuming from the run's ``last.ckpt`` when there is one.
+
+    A :class:`SeededEpochSampler` is first set to the epoch the checkpoint resumes at: Lightning creates the resumed
+    epoch's loader iterator before it calls ``set_epoch``, and loader workers draw their first keys at once, so
+    without this the first resumed epoch would repeat epoch 0's order and augmentation.
+    """
+    last = run.last_checkpoint if run.last_checkpoint.is_file() else None
+    if last is not None and isinstance(train.sampler, SeededEpochSampler):
+        train.sampler.set_epoch(resumed_epoch(last))
+    trainer.fit(module, train, val, ckpt_path=str(last) if last is not None else None)
+
+
+def resumed_epoch(checkpoint: Path) -> int:
+    """The epoch a Lightning checkpoint resumes training at (the value Lightning passes to ``set_epoch``)."""
+    return int(checkpoint_entry(checkpoint, "loops")["fit_loop"]["epoch_progress"]["current"]["processed"])
+
+
+def load_best_weights(module: L.LightningModule, best: str | None) -> None:
+    """Load the weights of checkpoint ``best`` into ``module``; keep the last epoch's when there is none."""
+    if best is not None:
+        module.load_state_dict(checkpoint_entry(best, "state_dict"))
+
+
+def checkpoint_epoch(path: str | None, epochs: int) -> float:
+    """The epoch stored in checkpoint ``path``; the last epoch when there is none."""
+    if path is None:
+        return float(epochs - 1)
+    return float(checkpoint_entry(path, "epoch"))
+
+
+def write_training_curves(run: RunFolder, metric_keys: tuple[str, ...]) -> None:
+    """``training_curves.png`` from ``log.csv`` (losses left, ``metric_keys`` right), when the log exists."""
+    if run.log.is_file():
+        with run.log.open(newline="", encoding="utf-8") as handle:
+            plot_training_curves(list(csv.DictReader(handle)), run.path / "training_curves.png", metric_keys)

@@ -1,0 +1,1 @@
+"""Commands that read finished runs: evaluate, predict, embed, A-SAM evaluation."""

@@ -1,0 +1,1 @@
+"""``sonofm pretrain aclus``: anatomy-level contrastive pretraining with core context prediction."""

@@ -1,0 +1,1 @@
+"""``sonofm finetune cls``: classification fine-tuning (full, partial, linear), presets, evaluation."""

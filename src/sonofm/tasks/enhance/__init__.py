@@ -1,0 +1,1 @@
+"""``sonofm finetune enhance``: image enhancement fine-tuning and restoring image files."""

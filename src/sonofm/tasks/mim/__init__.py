@@ -1,0 +1,1 @@
+"""``sonofm pretrain mim``: USFM spatial-frequency masked image modelling."""

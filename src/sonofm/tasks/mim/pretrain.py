@@ -1,0 +1,138 @@
+"""``sonofm pretrain mim``: USFM-style spatial-frequency masked image modelling on folders of unlabeled images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from sonofm.data.unlabeled import ImagePool, PretrainImageDataset, scan_image_folders
+from sonofm.errors import SonofmError
+from sonofm.methods.mim.model import MaskedImageModel, MimConfig
+from sonofm.models import create_backbone, save_backbone_weights
+from sonofm.models.usfm_export import export_usfm_checkpoint
+from sonofm.models.usfm_vit import UsfmViT
+from sonofm.atomic import atomic_write_json, atomic_write_text
+from sonofm.runs.config import save_config
+from sonofm.runs.run_folder import RunFolder, prepare_run
+from sonofm.engine.epoch_log import EpochCsvLog
+from sonofm.engine.trainer import Echo, fit_resuming, make_trainer
+from sonofm.engine.data import make_loader
+from sonofm.tasks.mim.module import MimModule, ReconstructionFigures
+from sonofm.engine.optim import OptimConfig
+from sonofm.engine.config import PretrainingConfig
+from sonofm.engine.module import MidEpochResume
+
+OFFICIAL_EXPORT = "encoder_usfm_layout.pth"
+FIGURE_DIR = "reconstructions"
+
+
+def _pretrain_optim() -> OptimConfig:
+    """SimMIM-like defaults: no layer decay, a 1-epoch warmup then cosine to 1 % of the peak."""
+    return OptimConfig(lr=2e-4, weight_decay=0.05, layer_decay=1.0, warmup_epochs=1.0, min_lr_ratio=0.01)
+
+
+@dataclass
+class MimPretrainConfig(PretrainingConfig):
+    """Everything that defines a MIM pretraining run (saved as ``config.yaml``).
+
+    ``model_args`` go to the backbone; USFM ViTs default to one relative position table shared by all blocks
+    (``shared_rel_pos_bias``), as USFM's released weights have, so the export in the official layout is exact.
+    ``figure_every`` is in optimiser steps (0: only at the end).
+    """
+
+    model: str = "usfm_vit_base_patch16"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    drop_path: float = 0.1
+    figure_every: int = 500
+    figure_images: int = 6
+    mim: MimConfig = field(default_factory=MimConfig)
+    optim: OptimConfig = field(default_factory=_pretrain_optim)
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            *super().checks(),
+            (self.figure_every >= 0, "figure_every must be >= 0"),
+            (self.figure_images >= 1, f"figure_images must be >= 1, got {self.figure_images}"),
+        ]
+
+
+def build_mim_model(config: MimPretrainConfig) -> MaskedImageModel:
+    """The encoder (USFM ViTs with a shared relative position table unless ``model_args`` say otherwise) + decoder."""
+    model_args = dict(config.model_args)
+    if config.model.startswith("usfm_vit"):
+        model_args.setdefault("shared_rel_pos_bias", True)
+    encoder = create_backbone(config.model, img_size=config.img_size, drop_path_rate=config.drop_path, **model_args)
+    return MaskedImageModel(encoder, config.mim)
+
+
+def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = False, echo: Echo = print,
+                 callbacks: list[L.Callback] | None = None) -> dict[str, float]:
+    """Pretrain, write figures, checkpoints and the encoder exports; rerunning an unfinished run resumes it.
+
+    Returns the final metrics (mean losses of the last epoch, steps, images seen).
+    """
+    config.validate()
+    config.mim.validate(config.img_size)
+    run, resuming = prepare_run(out, config, overwrite=overwrite)
+    files = _load_or_scan_images(run, config, resuming, echo)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    model = build_mim_model(config)
+    save_config(config, run.config)
+    echo(f"{'resuming' if resuming else 'starting'} {run.path}: {config.model} at {config.img_size} px, "
+         f"{len(files)} images, batch {config.batch_size} x {config.accumulate} accumulated")
+
+    module = MimModule(model, config.optim, seed=config.seed)
+    loader = make_loader(PretrainImageDataset(files, config.img_size, train=True), config, train=True)
+    shown = PretrainImageDataset(files[:: max(1, len(files) // config.figure_images)][: config.figure_images],
+                                 config.img_size, train=False)
+    figures = ReconstructionFigures(torch.stack([shown[i] for i in range(len(shown))]), run.path / FIGURE_DIR,
+                                    config.figure_every, seed=config.seed)
+    checkpoint = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0, enable_version_counter=False,
+                                 every_n_train_steps=config.checkpoint_every or None)
+    trainer = make_trainer(config, [checkpoint, figures, EpochCsvLog(run.log),
+                                    MidEpochResume(loader.sampler, config.batch_size), *(callbacks or [])])
+    fit_resuming(trainer, module, run, loader)
+    if not trainer.is_global_zero:
+        return {}
+    metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.endswith("_epoch")}
+    metrics |= {"steps": float(trainer.global_step), "images": float(len(files))}
+    _export(run, model)
+    atomic_write_json(run.metrics, metrics)
+    echo(format_pretrain_result(metrics, run.path, isinstance(model.encoder, UsfmViT)))
+    return metrics
+
+
+def _load_or_scan_images(run: RunFolder, config: MimPretrainConfig, resuming: bool, echo: Echo) -> list[Path]:
+    """The run's saved image list when resuming (so added files do not change it), else a fresh scan."""
+    listing = run.path / "images.txt"
+    if resuming and listing.is_file():
+        return [Path(line) for line in listing.read_text(encoding="utf-8").splitlines() if line]
+    pool: ImagePool = scan_image_folders(config.data, progress=config.progress)
+    echo(pool.summary())
+    if not pool.files:
+        raise SonofmError(f"no usable images in {', '.join(config.data)}")
+    atomic_write_text(listing, "".join(f"{path}\n" for path in pool.files))
+    return pool.files
+
+
+def _export(run: RunFolder, model: MaskedImageModel) -> None:
+    """``model.safetensors`` (loads with ``finetune --weights``) and, for USFM ViTs, the official flat layout."""
+    save_backbone_weights(model.encoder, run.model)
+    if isinstance(model.encoder, UsfmViT):
+        export_usfm_checkpoint(model.encoder, run.path / OFFICIAL_EXPORT)
+
+
+def format_pretrain_result(metrics: dict[str, float], run_path: Path, official: bool) -> str:
+    lines = [f"results in {run_path}:"]
+    for key in ("train/loss_epoch", "train/loss_spatial_epoch", "train/loss_frequency_epoch", "steps"):
+        if key in metrics:
+            lines.append(f"  {key:28s} {metrics[key]:.4f}")
+    exports = "model.safetensors (sonofm finetune --weights)" + (f", {OFFICIAL_EXPORT} (USFM layout)" if official else "")
+    lines.append(f"  encoder: {exports}; figures in {FIGURE_DIR}/, log.csv, checkpoints/last.ckpt")
+    return "\n".join(lines)
+

@@ -1,0 +1,121 @@
+"""``sonofm pretrain aclus``: runs from anatomy-map folders or an automask index, resumes exactly, exports a backbone
+that fine-tuning loads, fails clearly on bad input; on real ultrasound a short CPU run lowers both loss terms."""
+
+import csv
+import shutil
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sonofm.cli.main import main
+from sonofm.models import create_backbone
+from sonofm.tasks.aclus.pretrain import AclusPretrainConfig, pretrain_aclus
+
+QUIET = {"echo": lambda line: None}
+
+
+@pytest.fixture(scope="module")
+def phantom(phantom_set):
+    return phantom_set(n_per_class=4, size=64, seed=5) / "seg"
+
+
+def tiny_config(phantom, **changes) -> AclusPretrainConfig:
+    config = AclusPretrainConfig(data=[str(phantom / "images")], masks=[str(phantom / "masks")], img_size=32,
+                                 epochs=3, batch_size=8, num_workers=0, progress=False)
+    config.aclus.num_ids = 4
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
+
+
+def test_interrupted_run_resumes_exactly_and_exports_a_backbone(phantom, tmp_path, crash_at_epoch):
+    straight = pretrain_aclus(tiny_config(phantom), tmp_path / "straight", **QUIET)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pretrain_aclus(tiny_config(phantom), tmp_path / "resumed", callbacks=[crash_at_epoch(2)], **QUIET)
+    resumed = pretrain_aclus(tiny_config(phantom), tmp_path / "resumed", **QUIET)
+    assert resumed == pytest.approx(straight, rel=1e-5)
+    assert straight["steps"] == 6 and straight["images"] == 16
+    backbone = create_backbone("resnet18", weights=tmp_path / "straight" / "model.safetensors")
+    assert backbone.load_report.missing == []
+    exported = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    torch.testing.assert_close(backbone.conv1.weight, exported["model.online.fpn.backbone.conv1.weight"])
+
+
+class AnatomyIdsSeen(L.Callback):
+    """Collects every anatomy id in the view and core maps of the training batches."""
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: dict, batch_idx: int):
+        for name in ("view_masks", "core_mask"):
+            self.ids |= {int(value) for value in batch[name].unique()}
+
+
+def two_id_map(size: tuple[int, int], left: int, right: int) -> Image.Image:
+    """An anatomy map with id ``left`` on its left half and ``right`` on its right half."""
+    width, height = size
+    ids = np.full((height, width), left, np.uint8)
+    ids[:, width // 2 :] = right
+    return Image.fromarray(ids)
+
+
+def test_automask_index_drives_pretraining(phantom, tmp_path):
+    """The maps named in the index are the ones trained on: each image's own ids (10 + k | 40 + k, absent from the
+    phantom's masks of the same name) reach the batches, and nothing else."""
+    index = tmp_path / "masks" / "index.csv"
+    (tmp_path / "masks" / "maps").mkdir(parents=True)
+    rows, own_ids = [], []
+    for number, image in enumerate(sorted((phantom / "images").glob("*.png"))[:8]):
+        two_id_map(Image.open(image).size, 10 + number, 40 + number).save(tmp_path / "masks" / "maps" / f"{number}.png")
+        rows.append({"image": str(image), "mask": f"maps/{number}.png", "classes_present": "", "mean_confidence": "1"})
+        own_ids.append({10 + number, 40 + number})
+    with index.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    seen = AnatomyIdsSeen()
+    metrics = pretrain_aclus(tiny_config(phantom, masks=[str(index)], epochs=1), tmp_path / "run", callbacks=[seen],
+                             **QUIET)
+    assert metrics["images"] == 8 and np.isfinite(metrics["train/loss_epoch"])
+    with (tmp_path / "run" / "pairs.csv").open() as handle:
+        pairs = [(row["image"], row["mask"]) for row in csv.DictReader(handle)]
+    assert pairs == [(row["image"], str(index.parent / row["mask"])) for row in rows]
+    assert seen.ids <= set().union(*own_ids)
+    assert all(seen.ids & ids for ids in own_ids)  # every image's map was read (a crop may show one half only)
+
+
+def test_bad_input_fails_with_one_line(phantom, tmp_path, cli_error):
+    masks = tmp_path / "masks"
+    shutil.copytree(phantom / "masks", masks)
+    base = ["pretrain", "aclus", "--data", str(phantom / "images"), "--masks", str(masks), "--out", str(tmp_path / "r")]
+    assert "--model must be one of resnet18, resnet50" in cli_error([*base, "--model", "usfm_vit_tiny_patch16"])
+    first = sorted(masks.glob("*.png"))[0]
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(first)
+    assert f"anatomy map {first} is 10x10" in cli_error(base)
+    first.unlink()
+    assert "no anatomy map for" in cli_error(base)
+    assert "one folder per --data folder" in cli_error([*base, "--masks", str(masks), str(masks)])
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("checkpoints/*"))
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_short_cpu_pretraining_on_real_anatomy_maps_lowers_the_loss(shared_data, seg_subset, tmp_path):
+    """Ground-truth masks of two real segmentation sets (fetal head, carotid) serve as anatomy maps."""
+    data, masks = [], []
+    for name in ("HC18", "CCA_CAROTID"):
+        subset = seg_subset(shared_data / "seg" / name, tmp_path / name, 64)
+        data.append(str(subset / "images"))
+        masks.append(str(subset / "masks"))
+    assert main(["pretrain", "aclus", "--data", *data, "--masks", *masks, "--img-size", "64", "--epochs", "5",
+                 "--batch-size", "32", "--lr", "1.0", "--set", "optim.warmup_epochs=1", "--no-progress",
+                 "--out", str(tmp_path / "run")]) == 0
+    with (tmp_path / "run" / "log.csv").open() as handle:
+        log = list(csv.DictReader(handle))
+    first, last = log[0], log[-1]
+    assert float(last["train/contrast_epoch"]) < float(first["train/contrast_epoch"]) - 0.5
+    assert float(last["train/context_epoch"]) < 0.9 * float(first["train/context_epoch"])
