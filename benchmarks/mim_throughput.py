@@ -128,9 +128,10 @@ def parse_settings(argv: list[str] | None = None) -> tuple[Settings, str | None]
     if not (settings.spatial or settings.frequency):
         parser.error("--no-spatial and --no-frequency together leave nothing to train")
     from sonofm.errors import SonofmError
+    from sonofm.models import patch_size_of
 
     try:  # fail here, not in both subprocesses: image size, mask block size and rings must fit together
-        settings.mim_config().validate(settings.img_size)
+        settings.mim_config().validate(settings.img_size, patch_size_of(settings.model))
     except SonofmError as error:
         parser.error(str(error))
     return settings, args.worker

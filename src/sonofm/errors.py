@@ -1,5 +1,7 @@
 """The one exception type for problems a user can fix (a path, a file, a config key, a shape)."""
 
+from collections.abc import Iterable
+
 
 class SonofmError(Exception):
     """A user-fixable problem. The CLI prints its message on one line and exits with code 2.
@@ -14,3 +16,10 @@ def first_line(error: BaseException, limit: int = 120) -> str:
     a SonofmError quoting it stays on one line."""
     text = str(error).strip()
     return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
+def raise_first_failure(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise SonofmError with the message of the first ``(ok, message)`` pair that is not ok."""
+    for ok, message in checks:
+        if not ok:
+            raise SonofmError(message)

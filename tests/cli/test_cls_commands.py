@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sonofm.cli.main import main
+from sonofm.cli.finetune import CLS_FLAGS, cls_config_from_args
+from sonofm.cli.main import build_parser, main
+from sonofm.tasks.cls.finetune import ClsFinetuneConfig
 
 FAST = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 2}", "--img-size", "64", "--epochs", "1",
         "--batch-size", "16", "--num-workers", "0", "--no-progress"]
@@ -118,3 +120,15 @@ def test_unknown_model_argument(phantom, tmp_path, cli_error):
     message = cli_error(["finetune", "cls", "--data", str(phantom / "cls"), "--out", str(tmp_path / "r"),
                                 *FAST, "--set", "model_args={dept: 4}"])
     assert "usfm_vit_tiny_patch16" in message and "dept" in message
+
+
+@pytest.mark.parametrize("extra, lr_and_epochs", [
+    ([], (0.01, 30)),
+    (["--lr", "1e-3", "--epochs", "4"], (1e-3, 4)),
+    (["--set", "optim.lr=0.2", "--lr", "1e-3", "--set", "epochs=6", "--epochs", "4"], (0.2, 6)),
+])
+def test_preset_then_flag_then_set_on_the_same_key(extra, lr_and_epochs):
+    args = build_parser().parse_args(["finetune", "cls", "--data", "d", "--out", "o", "--preset", "uscl", *extra])
+    config = cls_config_from_args(ClsFinetuneConfig(), args, CLS_FLAGS)
+    assert (config.optim.lr, config.epochs) == lr_and_epochs
+    assert config.optim.optimizer == "adam"  # the preset's other keys stay

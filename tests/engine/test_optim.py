@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from sonofm.errors import SonofmError
-from sonofm.engine.config import TrainingConfig
+from sonofm.engine.config import FinetuneConfig
 from sonofm.engine.optim import OptimConfig, build_optimizer, warmup_cosine
 
 
@@ -77,4 +77,4 @@ def test_unknown_optimizer_is_refused():
     with pytest.raises(SonofmError, match="optim.optimizer must be one of adamw, adam, got 'sgd'"):
         build_optimizer(TwoLayer(), OptimConfig(optimizer="sgd"))
     with pytest.raises(SonofmError, match="optim.optimizer must be one of adamw, adam, got 'sgd'"):
-        TrainingConfig(data="x", optim=OptimConfig(optimizer="sgd")).validate()
+        FinetuneConfig(data="x", optim=OptimConfig(optimizer="sgd")).validate()

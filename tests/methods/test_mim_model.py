@@ -123,7 +123,7 @@ def test_layer_ids_put_the_decoder_on_top():
         ({"spatial_weight": -1.0}, "spatial_weight must be >= 0, got -1.0"),
         ({"spatial_weight": 0.0, "frequency": False}, "the loss is zero"),
         ({"mask_patch": 24}, "mask_patch must be a positive multiple of the encoder's patch size 16, got 24"),
-        ({"mask_patch": 48}, "image size 64 is not a multiple of mask_patch 48"),
+        ({"mask_patch": 48}, "--img-size 64 is not a multiple of mask_patch 48"),
         ({"freq_ratio": 0.1}, "no band-stop ring to remove at 64 px with freq_ratio 0.1"),
         ({"ring_increase_factor": 0.0}, "ring_increase_factor must be > 0, got 0.0"),
     ],
@@ -131,7 +131,12 @@ def test_layer_ids_put_the_decoder_on_top():
 def test_config_validation(changes, message):
     config = dataclasses.replace(MimConfig(), **changes)
     with pytest.raises(SonofmError, match=message):
-        MaskedImageModel(tiny_encoder(), config)
+        config.validate(img_size=64, patch_size=16)
+
+
+def test_the_model_asserts_the_masking_geometry_it_was_given():
+    with pytest.raises(AssertionError, match="mask_patch 48 must divide img_size 64 into whole patches"):
+        MaskedImageModel(tiny_encoder(), MimConfig(mask_patch=48))
 
 
 def test_token_fill_needs_an_encoder_with_a_mask_token():

@@ -31,7 +31,7 @@ def test_unknown_name_lists_the_available_ones():
 
 def test_a_name_cannot_be_registered_twice():
     with pytest.raises(ValueError, match="registered twice: resnet18"):
-        register_backbone("resnet18")(lambda img_size=224: nn.Identity())
+        register_backbone("resnet18", patch_size=32)(lambda img_size=224: nn.Identity())
 
 
 @pytest.mark.parametrize("name", ALL_BACKBONES)

@@ -157,7 +157,8 @@ def test_wrong_input_size_names_the_flag(tiny_usfm):
 
 
 def test_img_size_must_be_a_patch_multiple():
-    with pytest.raises(SonofmError, match="img_size 250 is not a positive multiple of the patch size 16"):
+    with pytest.raises(SonofmError, match="^--img-size must be a multiple of 16, the patch size of "
+                                          "usfm_vit_tiny_patch16, got 250$"):
         create_backbone("usfm_vit_tiny_patch16", img_size=250, depth=1)
 
 

@@ -8,9 +8,13 @@ import lightning as L
 import numpy as np
 import pytest
 
+import sonofm.models.weights
+import sonofm.workflows.kfold
 from sonofm.data.layouts import load_index
 from sonofm.data.splits import load_split, save_folds, save_split
 from sonofm.errors import SonofmError
+from sonofm.models import create_backbone, save_backbone_weights
+from sonofm.models.state_dict_file import read_weights_file
 from sonofm.runs.run_folder import RunFolder
 from sonofm.tasks.cls.finetune import ClsFinetuneConfig
 from sonofm.engine.data import load_or_make_splits
@@ -195,6 +199,26 @@ def test_fold_file_is_honoured_with_a_vit(phantom_cls, tmp_path):
         assert tested == {row["name"] for row in read_rows(tmp_path / "folds.csv") if row["fold"] == str(fold)}
     assert not (tmp_path / "run/fold_2").exists() and "fold_1/test/accuracy" in metrics
     assert len(list((tmp_path / "run/gradcam").glob("fold_1_*.png"))) == len(CLASSES)
+
+
+def test_a_weights_file_is_read_once_for_all_folds(phantom_cls, tmp_path, monkeypatch):
+    weights = tmp_path / "encoder.safetensors"
+    save_backbone_weights(create_backbone("usfm_vit_tiny_patch16", img_size=32, depth=1), weights)
+    reads = []
+
+    def counted_read(path):
+        reads.append(path)
+        return read_weights_file(path)
+
+    monkeypatch.setattr(sonofm.workflows.kfold, "read_weights_file", counted_read)
+    monkeypatch.setattr(sonofm.models.weights, "read_weights_file", counted_read)
+    config = small_config(phantom_cls, epochs=1, gradcam_per_class=0, model="usfm_vit_tiny_patch16",
+                          model_args={"depth": 1}, img_size=32, weights=str(weights))
+    messages = []
+    metrics = run_kfold(config, tmp_path / "run", echo=messages.append)
+    assert reads == [str(weights)]
+    loaded = [message for message in messages if message.startswith(f"{weights}: loaded ")]
+    assert len(loaded) == 3 and "fold_2/test/accuracy" in metrics  # every fold started from the tensors read once
 
 
 def test_split_file_fixes_a_finetuning_split(phantom_cls, tmp_path):

@@ -66,12 +66,10 @@ def add_cls_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cls_config_from_args(config: T, args: argparse.Namespace, flags: dict[str, str]) -> T:
-    """``config`` with the ``--preset`` (if any) applied, then the given ``flags`` and ``--set`` overrides."""
-    from sonofm.tasks.cls.presets import apply_preset
+    """``config`` with, in one pass, the ``--preset`` (if any), then the given ``flags``, then ``--set`` overrides."""
+    from sonofm.tasks.cls.presets import preset_overrides
 
-    if args.preset:
-        config = apply_preset(config, args.preset)
-    return config_from_args(config, args, flags)
+    return config_from_args(config, args, flags, preset_overrides(args.preset) if args.preset else ())
 
 
 def _add_common_flags(parser: argparse.ArgumentParser, data_help: str, default_batch: int) -> None:

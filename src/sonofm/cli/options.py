@@ -1,11 +1,12 @@
-"""Turning parsed flags into a run config: flag values first, then ``--set key=value`` overrides."""
+"""Turning parsed flags into a run config in one pass: a preset, then flag values, then ``--set key=value``."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import TypeVar
 
-from sonofm.runs.config import apply_overrides
+from sonofm.runs.config import Override, parse_override, resolve_config
 
 T = TypeVar("T")
 
@@ -35,21 +36,22 @@ def add_output_flags(parser: argparse.ArgumentParser, what: str, example: str) -
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def config_from_args(config: T, args: argparse.Namespace, flags: dict[str, str]) -> T:
-    """Copy the given flags into ``config`` and apply ``args.overrides``.
+def config_from_args(config: T, args: argparse.Namespace, flags: dict[str, str],
+                     preset: Sequence[Override] = ()) -> T:
+    """``config`` after one override pass: ``preset``, then the given flags, then ``args.overrides`` (later wins).
 
-    ``flags`` maps flag names to config keys (dotted for sections). Strings and lists (paths, names) are set
-    verbatim; other values go through the override parser so they are type-checked like ``--set``.
+    ``flags`` maps flag names to config keys (dotted for sections). A flag's value, already typed by argparse, is
+    assigned as is; ``--set`` values are parsed as YAML. Both are type-checked against the config's fields.
     """
-    overrides = []
-    for flag, key in flags.items():
-        value = getattr(args, flag)
-        if value is None:
-            continue
-        if isinstance(value, (str, list)) and "." not in key:
-            setattr(config, key, value)
-        else:
-            overrides.append(f"{key}={value}")
+    return resolve_config(config, [*preset, *flag_overrides(args, flags), *map(parse_override, args.overrides)])
+
+
+def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[Override]:
+    """The given flags (and ``--no-progress``) as typed overrides, in ``flags`` order; flags not given are skipped."""
+    overrides = [
+        Override(key, getattr(args, flag), f"--{flag.replace('_', '-')}")
+        for flag, key in flags.items() if getattr(args, flag) is not None
+    ]
     if args.no_progress:
-        config.progress = False
-    return apply_overrides(config, [*overrides, *args.overrides])
+        overrides.append(Override("progress", False, "--no-progress"))
+    return overrides

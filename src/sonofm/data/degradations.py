@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sonofm.errors import SonofmError
+from sonofm.errors import SonofmError, raise_first_failure
 
 DEGRADATIONS = ("speckle", "blur", "downsample", "mixed")
 SCALES = (2, 4)
@@ -51,9 +51,7 @@ class DegradationConfig:
         ]
 
     def validate(self) -> None:
-        for ok, message in self.checks():
-            if not ok:
-                raise SonofmError(message)
+        raise_first_failure(self.checks())
 
 
 def fixed_generator(index: int, seed: int = 0) -> torch.Generator:

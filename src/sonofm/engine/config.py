@@ -1,4 +1,5 @@
-"""The run configs training commands build on: hardware options, then the fine-tuning and pretraining fields."""
+"""The run configs training commands build on: hardware options, the schedule, then the fine-tuning and pretraining
+fields."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 
 from sonofm.engine.optim import OPTIMIZERS, OptimConfig
 from sonofm.engine.precision import PRECISIONS
-from sonofm.errors import SonofmError
+from sonofm.errors import raise_first_failure
+from sonofm.models import img_size_check
+
+PRETRAINED_LAYER_DECAY = 0.65
 
 
 @dataclass
@@ -24,9 +28,43 @@ class HardwareConfig:
     num_nodes: int = 1
     progress: bool = True
 
+    def checks(self) -> list[tuple[bool, str]]:
+        """``(ok, message)`` pairs; each config below extends the list."""
+        return [(self.precision in PRECISIONS,
+                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")]
+
+    def validate(self) -> None:
+        """Raise SonofmError for the first value outside its range."""
+        raise_first_failure(self.checks())
+
 
 @dataclass
-class TrainingConfig(HardwareConfig):
+class ScheduleConfig(HardwareConfig):
+    """Input size and training schedule, shared by fine-tuning and pretraining (each redeclares the defaults it
+    changes). ``img_size`` must be a multiple of the model's patch size (``img_size_check``)."""
+
+    img_size: int = 224
+    epochs: int = 30
+    batch_size: int = 32
+    accumulate: int = 1
+    seed: int = 0
+
+    def img_size_check(self) -> tuple[bool, str]:
+        """``(ok, message)``: whether the model can tile ``img_size`` px inputs; each config with a model gives it."""
+        raise NotImplementedError
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.accumulate >= 1, f"--accumulate must be >= 1, got {self.accumulate}"),
+            self.img_size_check(),
+            *super().checks(),
+        ]
+
+
+@dataclass
+class TrainingConfig(ScheduleConfig):
     """Options shared by every supervised training command on a labelled dataset (each config adds its own).
 
     ``seed`` seeds initialisation, data order, augmentation and the ``train_fraction`` subset; the train/val/test
@@ -35,12 +73,7 @@ class TrainingConfig(HardwareConfig):
     """
 
     data: str = ""
-    img_size: int = 224
-    epochs: int = 30
-    batch_size: int = 32
-    accumulate: int = 1
     train_fraction: float = 1.0
-    seed: int = 0
     split_seed: int | None = None
     group_by: str | None = None
     split_ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
@@ -48,25 +81,14 @@ class TrainingConfig(HardwareConfig):
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def checks(self) -> list[tuple[bool, str]]:
-        """``(ok, message)`` pairs; a task config extends the list."""
         return [
             (bool(self.data), "--data is required"),
             (0 < self.train_fraction <= 1, f"--train-fraction must be in (0, 1], got {self.train_fraction}"),
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.accumulate >= 1, f"accumulate must be >= 1, got {self.accumulate}"),
-            (self.img_size >= 16 and self.img_size % 16 == 0, f"--img-size must be a multiple of 16, got {self.img_size}"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+            *super().checks(),
             (len(self.split_ratios) == 3 and abs(sum(self.split_ratios) - 1) < 1e-6, "split_ratios must be 3 numbers summing to 1"),
             (self.optim.optimizer in OPTIMIZERS,
              f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optim.optimizer!r}"),
         ]
-
-    def validate(self) -> None:
-        """Raise SonofmError for the first value outside its range."""
-        for ok, message in self.checks():
-            if not ok:
-                raise SonofmError(message)
 
 
 @dataclass
@@ -78,15 +100,23 @@ class FinetuneConfig(TrainingConfig):
     weights: str | None = None
     drop_path: float = 0.1
 
+    @property
+    def pretrained(self) -> bool:
+        """Whether the backbone starts from ``weights``: what every pretrained-or-scratch default follows."""
+        return bool(self.weights)
+
+    def img_size_check(self) -> tuple[bool, str]:
+        return img_size_check(self.model, self.img_size)
+
     def resolved_optim(self) -> OptimConfig:
-        """``optim`` with ``layer_decay`` resolved: 0.65 when fine-tuning from weights, none (1.0) from scratch."""
+        """``optim`` with ``layer_decay`` resolved: 0.65 when ``pretrained``, none (1.0) from scratch."""
         if self.optim.layer_decay is not None:
             return self.optim
-        return dataclasses.replace(self.optim, layer_decay=0.65 if self.weights else 1.0)
+        return dataclasses.replace(self.optim, layer_decay=PRETRAINED_LAYER_DECAY if self.pretrained else 1.0)
 
 
 @dataclass
-class PretrainingConfig(HardwareConfig):
+class PretrainingConfig(ScheduleConfig):
     """Options shared by pretraining methods (each method's config adds its own).
 
     ``epochs`` or ``max_steps`` (optimiser steps; wins when set) bound training; ``checkpoint_every`` is in
@@ -95,29 +125,18 @@ class PretrainingConfig(HardwareConfig):
 
     data: list[str] = field(default_factory=list)
     model: str = ""
-    img_size: int = 224
     epochs: int = 100
     max_steps: int | None = None
     batch_size: int = 64
-    accumulate: int = 1
-    seed: int = 0
     checkpoint_every: int = 500
 
+    def img_size_check(self) -> tuple[bool, str]:
+        return img_size_check(self.model, self.img_size)
+
     def checks(self) -> list[tuple[bool, str]]:
-        """``(ok, message)`` pairs; a method's config extends the list."""
         return [
             (bool(self.data), "--data needs at least one folder"),
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            *super().checks(),
             (self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.accumulate >= 1, f"--accumulate must be >= 1, got {self.accumulate}"),
-            (self.img_size >= 16 and self.img_size % 16 == 0, f"--img-size must be a multiple of 16, got {self.img_size}"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
         ]
-
-    def validate(self) -> None:
-        """Raise SonofmError for the first value outside its range."""
-        for ok, message in self.checks():
-            if not ok:
-                raise SonofmError(message)

@@ -7,6 +7,8 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from sonofm.models.registry import register_backbone
 
+C5_STRIDE = 32  # one token per 32x32 pixels; the feature pyramid's levels add up only at multiples of it
+
 STEM_PARAMS = frozenset({"conv1", "bn1"})
 
 
@@ -89,13 +91,13 @@ class ResNetBackbone(ResNet):
         raise ValueError(f"not a ResNet backbone parameter: {param_name}")
 
 
-@register_backbone("resnet18")
+@register_backbone("resnet18", patch_size=C5_STRIDE)
 def resnet18(img_size: int = 224, **overrides) -> ResNetBackbone:
     """ResNet-18: C5 has 512 channels."""
     return ResNetBackbone(_BasicBlock, [2, 2, 2, 2], img_size=img_size, **overrides)
 
 
-@register_backbone("resnet50")
+@register_backbone("resnet50", patch_size=C5_STRIDE)
 def resnet50(img_size: int = 224, **overrides) -> ResNetBackbone:
     """ResNet-50: C5 has 2048 channels."""
     return ResNetBackbone(_Bottleneck, [3, 4, 6, 3], img_size=img_size, **overrides)

@@ -3,7 +3,7 @@
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 
-from sonofm.models.vit_helpers import ViTBackboneMixin, check_image_batch, check_patch_multiple, register_vit_sizes
+from sonofm.models.vit_helpers import ViTBackboneMixin, check_image_batch, register_vit_sizes
 
 PATCH_SIZE = 16
 
@@ -25,7 +25,6 @@ class TimmViT(ViTBackboneMixin, VisionTransformer):
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
     ) -> None:
-        check_patch_multiple(img_size, PATCH_SIZE)
         super().__init__(
             img_size=img_size,
             patch_size=PATCH_SIZE,
@@ -45,4 +44,4 @@ class TimmViT(ViTBackboneMixin, VisionTransformer):
         return self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))
 
 
-register_vit_sizes("timm_vit", TimmViT)
+register_vit_sizes("timm_vit", TimmViT, PATCH_SIZE)

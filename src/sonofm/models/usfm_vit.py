@@ -15,7 +15,7 @@ from timm.layers import LayerNorm, trunc_normal_
 from timm.models.beit import Beit
 from torch import Tensor, nn
 
-from sonofm.models.vit_helpers import ViTBackboneMixin, check_image_batch, check_patch_multiple, register_vit_sizes
+from sonofm.models.vit_helpers import ViTBackboneMixin, check_image_batch, register_vit_sizes
 
 PATCH_SIZE = 16
 
@@ -39,7 +39,6 @@ class UsfmViT(ViTBackboneMixin, Beit):
         layer_scale_init: float = 0.1,
         shared_rel_pos_bias: bool = False,
     ) -> None:
-        check_patch_multiple(img_size, PATCH_SIZE)
         super().__init__(
             img_size=img_size,
             patch_size=PATCH_SIZE,
@@ -108,4 +107,4 @@ class UsfmViT(ViTBackboneMixin, Beit):
         return self.pos_drop(torch.cat((cls, patches), dim=1))
 
 
-register_vit_sizes("usfm_vit", UsfmViT)
+register_vit_sizes("usfm_vit", UsfmViT, PATCH_SIZE)

@@ -16,21 +16,17 @@ STEM_PARAMS = frozenset({"cls_token", "mask_token", "pos_embed", "patch_embed"})
 VIT_SHAPES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
 
 
-def register_vit_sizes(prefix: str, vit_class: type[nn.Module]) -> None:
-    """Register ``{prefix}_{tiny,small,base}_patch16``; the caller's keyword arguments override the size's shape."""
+def register_vit_sizes(prefix: str, vit_class: type[nn.Module], patch_size: int) -> None:
+    """Register ``{prefix}_{tiny,small,base}_patch{patch_size}``; the caller's keyword arguments override the size's
+    shape."""
     for size, (embed_dim, depth, num_heads) in VIT_SHAPES.items():
         shape = {"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads}
-        register_backbone(f"{prefix}_{size}_patch16")(partial(_build_vit, vit_class, shape))
+        builder = partial(_build_vit, vit_class, shape)
+        register_backbone(f"{prefix}_{size}_patch{patch_size}", patch_size=patch_size)(builder)
 
 
 def _build_vit(vit_class: type[nn.Module], shape: dict, img_size: int = 224, **overrides) -> nn.Module:
     return vit_class(img_size=img_size, **(shape | overrides))
-
-
-def check_patch_multiple(img_size: int, patch_size: int) -> None:
-    """Refuse an image size that the patch grid cannot tile."""
-    if img_size <= 0 or img_size % patch_size:
-        raise SonofmError(f"img_size {img_size} is not a positive multiple of the patch size {patch_size}")
 
 
 def check_image_batch(x: Tensor, img_size: tuple[int, int]) -> None:
@@ -96,6 +92,8 @@ class ViTBackboneMixin:
         ``last_stage_layer_id`` (the last block; partial fine-tuning trains it and the final norm above it)."""
         self.img_size = img_size
         self.patch_size = self.patch_embed.patch_size[0]
+        assert img_size % self.patch_size == 0, (
+            f"img_size {img_size} is not a multiple of the patch size {self.patch_size}: edge pixels would be dropped")
         self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)
         self.depth = depth
         self.num_layer_ids = depth + 2

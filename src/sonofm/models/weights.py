@@ -45,15 +45,16 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def load_backbone_weights(model: nn.Module, path: str | Path) -> LoadReport:
-    """Load a local weights file into ``model``; refuse any missing, unexpected or mis-shaped tensor that matters.
+def load_backbone_weights(model: nn.Module, source: str | Path | WeightsFile) -> LoadReport:
+    """Load a local weights file (or one already read, to load into several models) into ``model``; refuse any
+    missing, unexpected or mis-shaped tensor that matters.
 
     Accepts our safetensors files, flat torch state dicts (the official ``USFM_latest.pth`` included) and
     checkpoints wrapping one (``state_dict``/``model``/``module``/``encoder`` containers; key prefixes such as
     ``module.``, ``encoder.`` or Lightning's ``model.backbone.`` are found and stripped). Relative position tables
     and ViT position embeddings are resampled when the file was trained on another patch grid.
     """
-    weights = read_weights_file(path)
+    weights = source if isinstance(source, WeightsFile) else read_weights_file(source)
     _check_backbone_name(weights, model)
     expected = model.state_dict()
     report = LoadReport(str(weights.path), ignored=dict(weights.set_aside))

@@ -1,10 +1,12 @@
-"""Typed run configs: dataclasses that resolve CLI flags and ``--set key=value`` overrides, and round-trip YAML."""
+"""Typed run configs: one override pass (preset, flags, ``--set key=value``) onto a dataclass, and YAML round trips."""
 
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,26 +41,34 @@ def config_from_dict(cls: type[ConfigT], data: dict[str, Any], where: str = "") 
     return cls(**kwargs)
 
 
-def apply_overrides(config: ConfigT, overrides: list[str]) -> ConfigT:
-    """Apply ``key=value`` strings (dotted keys for sections; values parsed as YAML scalars)."""
+@dataclass(frozen=True)
+class Override:
+    """One assignment ``key = value`` (dotted key for a section's member); ``source`` says where it came from in
+    error messages (``--set epochs=3``, ``--lr``, ``preset uscl: epochs=30``). ``value`` is already typed: a flag's
+    parsed value, or the YAML value of ``--set`` text (see :func:`parse_override`)."""
+
+    key: str
+    value: Any
+    source: str
+
+
+def parse_override(item: str, source: str = "--set") -> Override:
+    """``key=value`` text as an :class:`Override` with its value parsed as YAML (``1e-3``, ``true``, ``[1, 2]``)."""
+    if "=" not in item:
+        raise SonofmError(f"{source} expects key=value, got '{item}'")
+    key, raw = item.split("=", 1)
+    return Override(key.strip(), _parse_yaml_value(raw), f"{source} {item}")
+
+
+def resolve_config(config: ConfigT, overrides: Iterable[Override]) -> ConfigT:
+    """``config`` with ``overrides`` applied in order (a later one wins) to one dict, turned into a typed config once.
+
+    Every value is checked and converted against its field's type (int -> float, list -> tuple) as a config file's
+    would be, so a wrong type raises the same SonofmError naming the key whatever its source.
+    """
     data = config_to_dict(config)
-    for item in overrides:
-        if "=" not in item:
-            raise SonofmError(f"--set expects key=value, got '{item}'")
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = data
-        for depth, part in enumerate(parts[:-1]):
-            if not isinstance(node.get(part), dict):
-                raise SonofmError(f"unknown config section '{'.'.join(parts[: depth + 1])}' in --set {item}")
-            node = node[part]
-        if parts[-1] not in node:
-            valid = ", ".join(sorted(node))
-            raise SonofmError(f"unknown config key '{key}' in --set {item}; valid keys here: {valid}")
-        try:
-            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            node[parts[-1]] = raw
+    for override in overrides:
+        _assign(data, override)
     return config_from_dict(type(config), data)
 
 
@@ -74,6 +84,30 @@ def load_config(cls: type[ConfigT], path: str | Path) -> ConfigT:
     except (OSError, yaml.YAMLError) as error:
         raise SonofmError(f"cannot read config {path}: {error}") from None
     return config_from_dict(cls, data)
+
+
+def _parse_yaml_value(raw: str) -> Any:
+    """The YAML value ``raw`` spells; empty text is the empty string and unparsable text stays as written."""
+    if raw == "":
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _assign(data: dict[str, Any], override: Override) -> None:
+    """Set ``override.key`` in the nested dict ``data``; an unknown section or key raises SonofmError naming it."""
+    parts = override.key.split(".")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        if not isinstance(node.get(part), dict):
+            raise SonofmError(f"unknown config section '{'.'.join(parts[: depth + 1])}' in {override.source}")
+        node = node[part]
+    if parts[-1] not in node:
+        valid = ", ".join(sorted(node))
+        raise SonofmError(f"unknown config key '{override.key}' in {override.source}; valid keys here: {valid}")
+    node[parts[-1]] = override.value
 
 
 def _coerce(value: Any, field_type: Any, key: str) -> Any:

@@ -30,6 +30,7 @@ from sonofm.data.splits import fold_split, group_key, kfold_assignments, load_fo
 from sonofm.data.validate import assert_valid
 from sonofm.errors import SonofmError
 from sonofm.models import create_backbone
+from sonofm.models.state_dict_file import WeightsFile, read_weights_file
 from sonofm.atomic import atomic_write_json
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
@@ -91,16 +92,16 @@ def run_kfold(config: KfoldConfig, out: str | Path, overwrite: bool = False, ech
     index = load_index(config.data, task="cls", group_by=config.group_by)
     assert_valid(index)
     folds = _fold_assignment(config, index, run, resuming)
+    weights = read_weights_file(config.weights) if config.pretrained else None  # read once, for every fold
     create_backbone(  # before any write: bad model options leave no run behind
-        config.model, img_size=config.img_size, weights=config.weights, drop_path_rate=config.drop_path,
-        **config.model_args,
+        config.model, img_size=config.img_size, weights=weights, drop_path_rate=config.drop_path, **config.model_args,
     )
     save_config(config, run.config)
     save_folds(index, folds, run.path / "folds.csv")
     num_folds = max(folds) + 1
     echo(f"{num_folds}-fold cross-validation of {config.model} on {config.data}: {len(index.samples)} images, "
          f"groups by {index.group_column or 'none (each image its own group)'}")
-    fold_runs = [_run_fold(config, run, index, folds, fold, echo, callbacks) for fold in range(num_folds)]
+    fold_runs = [_run_fold(config, run, index, folds, fold, weights, echo, callbacks) for fold in range(num_folds)]
     return _summarise(config, run, index, fold_runs, echo)
 
 
@@ -133,9 +134,10 @@ def _check_fold_file(config: KfoldConfig, index: DatasetIndex, folds: list[int])
                           f"{sorted(folds_of_group[split_group])}; a group must stay in one fold")
 
 
-def _run_fold(config: KfoldConfig, run: RunFolder, index: DatasetIndex, folds: list[int], fold: int, echo: Echo,
-              callbacks: list[L.Callback] | None) -> RunFolder:
-    """Fine-tune round ``fold`` into ``RUN/fold_<fold>`` unless it is finished; resumes an interrupted one."""
+def _run_fold(config: KfoldConfig, run: RunFolder, index: DatasetIndex, folds: list[int], fold: int,
+              weights: WeightsFile | None, echo: Echo, callbacks: list[L.Callback] | None) -> RunFolder:
+    """Fine-tune round ``fold`` into ``RUN/fold_<fold>`` (from ``weights``, ``config.weights`` as read) unless it is
+    finished; resumes an interrupted one."""
     fold_run = RunFolder(run.path / f"fold_{fold}")
     if fold_run.is_finished:
         echo(f"fold {fold}: finished earlier, kept ({fold_run.path})")
@@ -143,7 +145,7 @@ def _run_fold(config: KfoldConfig, run: RunFolder, index: DatasetIndex, folds: l
     split_file = run.path.resolve() / "splits" / f"fold_{fold}.csv"
     save_split(fold_split(index.samples, folds, fold, seed=config.fold_seed), split_file)
     echo(f"round {fold + 1} of {max(folds) + 1}: testing on fold {fold}")
-    finetune_classifier(config.fold_config(split_file), fold_run.path, echo=echo, callbacks=callbacks)
+    finetune_classifier(config.fold_config(split_file), fold_run.path, echo=echo, callbacks=callbacks, weights=weights)
     return fold_run
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sonofm.errors import SonofmError
+from sonofm.errors import raise_first_failure
 from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
@@ -63,8 +63,9 @@ class LabelEfficiencyConfig:
     cls: ClsFinetuneConfig = field(default_factory=lambda: ClsFinetuneConfig(epochs=20, batch_size=32))
     seg: SegFinetuneConfig = field(default_factory=lambda: SegFinetuneConfig(epochs=20, batch_size=16))
 
-    def validate(self) -> None:
-        checks = [
+    def checks(self) -> list[tuple[bool, str]]:
+        """The experiment's own ``(ok, message)`` pairs, then those of its pretraining and fine-tuning runs."""
+        own = [
             (self.task in REPORTED, f"--task must be cls or seg, got {self.task!r}"),
             (bool(self.data), "--data is required"),
             (bool(self.pretrain_data) != bool(self.weights), "give exactly one of --pretrain-data and --weights"),
@@ -72,9 +73,19 @@ class LabelEfficiencyConfig:
              f"--fractions must be numbers in (0, 1], got {self.fractions}"),
             (self.seeds >= 1, f"--seeds must be >= 1, got {self.seeds}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise SonofmError(message)
+        if not all(ok for ok, _ in own):
+            return own
+        pretraining = self.pretrain_config().checks() if self.pretrain_data else []
+        return [*own, *pretraining, *self.finetune_config("scratch", 1.0, 0, None).checks()]
+
+    def validate(self) -> None:
+        """Raise SonofmError for the first bad value, in the experiment or in any run it would start."""
+        raise_first_failure(self.checks())
+
+    def pretrain_config(self) -> MimPretrainConfig:
+        """The config of the pretraining run (on ``pretrain_data``)."""
+        return dataclasses.replace(self.pretrain, data=list(self.pretrain_data), model=self.model,
+                                   model_args=dict(self.model_args), img_size=self.img_size, progress=self.progress)
 
     def finetune_config(self, init: str, fraction: float, seed: int, weights: str | None) -> FinetuneConfig:
         """The fine-tuning config of one run."""
@@ -112,13 +123,10 @@ def run_label_efficiency(config: LabelEfficiencyConfig, out: str | Path, overwri
 
 def _pretrained_weights(config: LabelEfficiencyConfig, run: RunFolder, echo: Echo) -> str:
     """Pretrain into ``RUN/pretrain`` (resumed or reused when already there); return its encoder file."""
-    pretrain = dataclasses.replace(config.pretrain, data=list(config.pretrain_data), model=config.model,
-                                   model_args=dict(config.model_args), img_size=config.img_size,
-                                   progress=config.progress)
     folder = RunFolder(run.path / "pretrain")
     if not folder.is_finished:
         echo(f"pretraining {config.model} on {', '.join(config.pretrain_data)}")
-        pretrain_mim(pretrain, folder.path, echo=echo)
+        pretrain_mim(config.pretrain_config(), folder.path, echo=echo)
     return str(folder.model)
 
 

@@ -29,13 +29,13 @@ def random_block_mask(
     The image is cut into ``(img_size / mask_patch) ** 2`` blocks; per image exactly ``ceil(ratio * blocks)`` of them,
     chosen uniformly without replacement, are hidden, each covering ``(mask_patch / model_patch) ** 2`` whole model
     patches. The product ``ratio * blocks`` is rounded to 1e-9 first, so 0.7 of 100 blocks is 70, not 71.
+    The geometry is checked once by the run config (``MimConfig.checks``); here only asserted.
     """
-    if mask_patch <= 0 or model_patch <= 0 or mask_patch % model_patch:
-        raise ValueError(f"mask_patch {mask_patch} must be a positive multiple of model_patch {model_patch}")
-    if img_size <= 0 or img_size % mask_patch:
-        raise ValueError(f"img_size {img_size} must be a positive multiple of mask_patch {mask_patch}")
-    if not 0 <= ratio <= 1:
-        raise ValueError(f"mask ratio must be in [0, 1], got {ratio}")
+    assert mask_patch > 0 and model_patch > 0 and mask_patch % model_patch == 0, (
+        f"mask_patch {mask_patch} must be a positive multiple of model_patch {model_patch}")
+    assert img_size > 0 and img_size % mask_patch == 0, (
+        f"img_size {img_size} must be a positive multiple of mask_patch {mask_patch}")
+    assert 0 <= ratio <= 1, f"mask ratio must be in [0, 1], got {ratio}"
     side = img_size // mask_patch
     blocks = side * side
     count = math.ceil(round(ratio * blocks, 9))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from sonofm.errors import SonofmError
+from sonofm.errors import SonofmError, raise_first_failure
 from sonofm.methods.mim.losses import frequency_l1, masked_l1
 from sonofm.methods.mim.masking import (
     apply_band_stop,
@@ -63,8 +63,8 @@ class MimConfig:
         return ring_edges(img_size, self.ring_base_width, self.ring_centre_protect, self.ring_increase_factor,
                           self.ring_max_increase)
 
-    def checks(self, img_size: int | None, patch_size: int) -> list[tuple[bool, str]]:
-        """``(ok, message)`` pairs; the image-geometry ones only when ``img_size`` is given."""
+    def checks(self, img_size: int, patch_size: int) -> list[tuple[bool, str]]:
+        """``(ok, message)`` pairs for ``img_size`` px images and an encoder with ``patch_size`` px patches."""
         checks = [
             (self.spatial or self.frequency, "at least one of spatial and frequency masking must be on"),
             (0 < self.mask_ratio < 1, f"mask_ratio must be in (0, 1), got {self.mask_ratio}"),
@@ -80,21 +80,18 @@ class MimConfig:
              "the loss is zero: set spatial_weight > 0, or frequency on with frequency_weight > 0"),
             (not self.spatial or (self.mask_patch > 0 and self.mask_patch % patch_size == 0),
              f"mask_patch must be a positive multiple of the encoder's patch size {patch_size}, got {self.mask_patch}"),
+            (not self.spatial or self.mask_patch <= 0 or img_size % self.mask_patch == 0,
+             f"--img-size {img_size} is not a multiple of mask_patch {self.mask_patch}"),
         ]
-        if img_size is not None:
-            checks.append((not self.spatial or img_size % self.mask_patch == 0,
-                           f"image size {img_size} is not a multiple of mask_patch {self.mask_patch}"))
-        if img_size is not None and self.frequency and all(ok for ok, _ in checks):
+        if self.frequency and all(ok for ok, _ in checks):
             count = int(self.freq_ratio * len(self.rings(img_size)))
             checks.append((count > 0, f"no band-stop ring to remove at {img_size} px with freq_ratio "
                                       f"{self.freq_ratio}; raise freq_ratio or lower ring_base_width"))
         return checks
 
-    def validate(self, img_size: int | None = None, patch_size: int = 16) -> None:
-        """Raise SonofmError for the first bad value (and geometry that ``img_size`` px images cannot use)."""
-        for ok, message in self.checks(img_size, patch_size):
-            if not ok:
-                raise SonofmError(message)
+    def validate(self, img_size: int, patch_size: int) -> None:
+        """Raise SonofmError for the first bad value (``checks``); a run config checks these with its own."""
+        raise_first_failure(self.checks(img_size, patch_size))
 
 
 class MaskedImageModel(LayersAboveBackbone, nn.Module):
@@ -103,7 +100,8 @@ class MaskedImageModel(LayersAboveBackbone, nn.Module):
     ``encoder``: a ViT backbone with ``forward_tokens``, ``norm``, ``num_prefix_tokens``, ``grid_size``,
     ``patch_size``, ``img_size``, ``embed_dim``, ``layer_id`` and ``num_layer_ids`` (a UsfmViT; ``fill="token"``
     also needs its ``mask_token`` and ``forward_tokens(x, mask)``). Parameter names are ``encoder.*`` and
-    ``decoder.*``, so the saved encoder loads as a backbone once ``encoder.`` is stripped.
+    ``decoder.*``, so the saved encoder loads as a backbone once ``encoder.`` is stripped. ``config`` is validated
+    against the encoder's geometry by the run config (``MimPretrainConfig``).
     """
 
     backbone_attribute = "encoder"
@@ -111,7 +109,9 @@ class MaskedImageModel(LayersAboveBackbone, nn.Module):
     def __init__(self, encoder: nn.Module, config: MimConfig | None = None) -> None:
         super().__init__()
         self.config = config or MimConfig()
-        self.config.validate(encoder.img_size, encoder.patch_size)
+        assert not self.config.spatial or (
+            self.config.mask_patch % encoder.patch_size == 0 and encoder.img_size % self.config.mask_patch == 0
+        ), f"mask_patch {self.config.mask_patch} must divide img_size {encoder.img_size} into whole patches"
         if self.config.spatial and self.config.fill == "token" and not hasattr(encoder, "mask_token"):
             raise SonofmError(f"fill='token' needs an encoder with a mask token (usfm_vit_*), "
                               f"{type(encoder).__name__} has none; use fill='mean'")

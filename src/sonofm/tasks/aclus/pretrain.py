@@ -43,7 +43,6 @@ class AclusPretrainConfig(PretrainingConfig):
             *super().checks(),
             (bool(self.masks), "--masks is required (mask folders or an automask index.csv)"),
             (self.model in ACLUS_MODELS, f"--model must be one of {', '.join(ACLUS_MODELS)}, got {self.model!r}"),
-            (self.img_size % 32 == 0, f"--img-size must be a multiple of 32 for the four scales, got {self.img_size}"),
             (self.aclus.num_ids >= 1, f"aclus.num_ids must be >= 1, got {self.aclus.num_ids}"),
             (self.aclus.temperature > 0, f"aclus.temperature must be > 0, got {self.aclus.temperature}"),
             (self.aclus.core_size is None or (self.aclus.core_size >= 32 and self.aclus.core_size % 32 == 0),

@@ -17,6 +17,7 @@ from sonofm.data.validate import assert_valid
 from sonofm.metrics.classification import classification_metrics, confusion_matrix
 from sonofm.models import create_backbone
 from sonofm.models.classifier import ImageClassifier
+from sonofm.models.state_dict_file import WeightsFile
 from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.runs.config import save_config
 from sonofm.runs.model_file import save_model
@@ -30,6 +31,7 @@ from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
 from sonofm.tasks.cls.freezing import MODES
 
 CURVE_METRICS = ("train/accuracy", "val/accuracy", "val/balanced_accuracy", "val/macro_f1")
+PRETRAINED_HEAD_INIT_SCALE = 0.001
 
 
 @dataclass
@@ -47,36 +49,43 @@ class ClsFinetuneConfig(FinetuneConfig):
             (self.class_balance in ("loss", "none"), f"class_balance must be loss or none, got {self.class_balance!r}"),
         ]
 
+    @property
+    def head_init_scale(self) -> float:
+        """USFM's 0.001 when ``pretrained``; from scratch (1.0) a small head only prolongs the start-up plateau."""
+        return PRETRAINED_HEAD_INIT_SCALE if self.pretrained else 1.0
+
 
 def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: bool = False, echo: Echo = print,
-                        callbacks: list[L.Callback] | None = None) -> dict[str, float]:
+                        callbacks: list[L.Callback] | None = None,
+                        weights: WeightsFile | None = None) -> dict[str, float]:
     """Train, select the best epoch on validation balanced accuracy, test it, and write the run folder.
 
     Running again on an unfinished run folder resumes from ``checkpoints/last.ckpt``. ``callbacks`` are extra
-    Lightning callbacks. Returns the final metrics.
+    Lightning callbacks. ``weights``: ``config.weights`` already read (by a caller that fine-tunes it many times);
+    None reads the file. Returns the final metrics.
     """
+    assert weights is None or config.pretrained, "weights were handed over for a config without weights"
     config.validate()
     run, resuming = prepare_run(out, config, overwrite=overwrite)
     index = load_index(config.data, task="cls", group_by=config.group_by)
     assert_valid(index)
     L.seed_everything(config.seed, workers=True, verbose=False)
     backbone = create_backbone(  # before any write: bad options leave no run behind
-        config.model, img_size=config.img_size, weights=config.weights, drop_path_rate=config.drop_path,
-        **config.model_args,
+        config.model, img_size=config.img_size, weights=config.weights if weights is None else weights,
+        drop_path_rate=config.drop_path, **config.model_args,
     )
     splits = load_or_make_splits(run, index, config, resuming)
     save_config(config, run.config)
     echo(describe_start(index, splits, run, resuming))
     if getattr(backbone, "load_report", None) is not None:
         echo(backbone.load_report.summary())
-    # USFM's 0.001 head scale suits a pretrained encoder; from scratch it only prolongs the start-up plateau.
-    model = ImageClassifier(backbone, num_classes=index.num_classes, head_init_scale=0.001 if config.weights else 1.0)
-    weights = None
+    model = ImageClassifier(backbone, num_classes=index.num_classes, head_init_scale=config.head_init_scale)
+    class_weights = None
     if config.class_balance == "loss":
-        weights = inverse_frequency_weights([s.label for s in splits["train"]], index.num_classes)
+        class_weights = inverse_frequency_weights([s.label for s in splits["train"]], index.num_classes)
     module = ClassificationModule(
         model, index.classes, config.resolved_optim(), mode=config.mode, label_smoothing=config.label_smoothing,
-        class_weights=weights, seed=config.seed,
+        class_weights=class_weights, seed=config.seed,
     )
     loaders = {
         name: make_loader(ClassificationDataset(samples, config.img_size, train=(name == "train")), config,

@@ -1,13 +1,9 @@
-"""Named training protocols for classification fine-tuning: sets of ``--set``-style overrides applied before flags."""
+"""Named training protocols for classification fine-tuning: ``--set``-style overrides applied before flags."""
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from sonofm.errors import SonofmError
-from sonofm.runs.config import apply_overrides
-
-ConfigT = TypeVar("ConfigT")
+from sonofm.runs.config import Override, parse_override
 
 CLS_PRESETS: dict[str, tuple[str, ...]] = {
     # The USCL/ACLUS POCUS evaluation protocol: the backbone's last stage and the head trained with Adam (L2 weight
@@ -19,8 +15,8 @@ CLS_PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def apply_preset(config: ConfigT, name: str) -> ConfigT:
-    """``config`` with the overrides of preset ``name`` applied (a new config; flags and ``--set`` go on top)."""
+def preset_overrides(name: str) -> list[Override]:
+    """The overrides of preset ``name``, to apply before flags and ``--set`` (which win over them)."""
     if name not in CLS_PRESETS:
         raise SonofmError(f"unknown preset {name!r}; presets: {', '.join(CLS_PRESETS)}")
-    return apply_overrides(config, list(CLS_PRESETS[name]))
+    return [parse_override(item, source=f"preset {name}:") for item in CLS_PRESETS[name]]

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from sonofm.data.unlabeled import ImagePool, PretrainImageDataset, scan_image_folders
 from sonofm.errors import SonofmError
 from sonofm.methods.mim.model import MaskedImageModel, MimConfig
-from sonofm.models import create_backbone, save_backbone_weights
+from sonofm.models import create_backbone, patch_size_of, save_backbone_weights
 from sonofm.models.usfm_export import export_usfm_checkpoint
 from sonofm.models.usfm_vit import UsfmViT
 from sonofm.atomic import atomic_write_json, atomic_write_text
@@ -58,6 +58,7 @@ class MimPretrainConfig(PretrainingConfig):
             *super().checks(),
             (self.figure_every >= 0, "figure_every must be >= 0"),
             (self.figure_images >= 1, f"figure_images must be >= 1, got {self.figure_images}"),
+            *self.mim.checks(self.img_size, patch_size_of(self.model)),
         ]
 
 
@@ -77,7 +78,6 @@ def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = F
     Returns the final metrics (mean losses of the last epoch, steps, images seen).
     """
     config.validate()
-    config.mim.validate(config.img_size)
     run, resuming = prepare_run(out, config, overwrite=overwrite)
     files = _load_or_scan_images(run, config, resuming, echo)
     L.seed_everything(config.seed, workers=True, verbose=False)

@@ -29,7 +29,7 @@ from sonofm.runs.model_file import read_model_metadata, save_tensors
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.sam.adapted import ENCODER_TUNINGS, AdaptedSam, build_adapted_sam, load_adapted_sam
 from sonofm.sam.prompts import check_prompt_kinds
-from sonofm.sam.registry import SAM_TYPES
+from sonofm.sam.registry import PATCH_SIZE as SAM_PATCH_SIZE, SAM_TYPES
 from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, load_best_weights, write_training_curves
 from sonofm.engine.config import TrainingConfig
 from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
@@ -65,6 +65,10 @@ class SamTrainingConfig(TrainingConfig):
     pixel_size_column: str | None = None
     cache_embeddings: bool = False
     optim: OptimConfig = field(default_factory=_sam_optim)
+
+    def img_size_check(self) -> tuple[bool, str]:
+        return (self.img_size >= SAM_PATCH_SIZE and self.img_size % SAM_PATCH_SIZE == 0,
+                f"--img-size must be a multiple of {SAM_PATCH_SIZE}, the patch size of SAM, got {self.img_size}")
 
     def loss(self) -> SamLossConfig:
         return SamLossConfig(self.bce_weight, self.dice_weight, self.pos_weight)
