@@ -14,12 +14,13 @@ the run folder keeps its last checkpoint, so rerunning resumes.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 
 from sonofm import __version__
 from sonofm.cli.inputs import add_frame_flags, apply_frame_flags
@@ -53,7 +54,7 @@ def _leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentPars
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _watching_ctrl_c() as interrupted, _quiet_decoders():
+    with _watching_ctrl_c() as interrupted, _quiet_decoders(), _printing_on_rank_zero_only():
         try:
             apply_frame_flags(args)
             return int(args.handler(args) or 0)
@@ -71,6 +72,23 @@ def main(argv: list[str] | None = None) -> int:
 def _interrupted() -> int:
     print("sonofm: interrupted; rerun the same command to resume", file=sys.stderr)
     return 130
+
+
+@contextmanager
+def _printing_on_rank_zero_only() -> Iterator[None]:
+    """Under a multi-process launch, the other ranks' standard output goes nowhere: each event is said once, by
+    rank 0 (errors still reach standard error)."""
+    launched = any(key in os.environ for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+    if not launched:
+        yield
+        return
+    from sonofm.engine.distributed import is_rank_zero
+
+    if is_rank_zero():
+        yield
+        return
+    with open(os.devnull, "w", encoding="utf-8") as nowhere, redirect_stdout(nowhere):
+        yield
 
 
 @contextmanager

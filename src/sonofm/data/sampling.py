@@ -1,10 +1,12 @@
-"""Training order and augmentation seeds that depend only on ``(seed, epoch)``: exact resume at epoch boundaries."""
+"""Training order and augmentation seeds that depend only on ``(seed, epoch)``, shared out over the processes of a
+distributed run: exact resume, on one process or several."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import Sampler
 
 # A dataset key: a plain position, or (position, augmentation seed) from SeededEpochSampler.
@@ -23,7 +25,10 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
     """Shuffles ``num_samples`` positions anew each epoch and pairs each with its own augmentation seed.
 
     Both derive from ``(seed, epoch)`` alone (Lightning calls :meth:`set_epoch`), not from the global RNG, so neither
-    the moment the DataLoader iterator is created nor the number of workers changes what a step sees.
+    the moment the DataLoader iterator is created nor the number of workers changes what a step sees. In a
+    distributed run (a process group exists) each of the ``W`` ranks takes every ``W``-th key of the epoch's order,
+    padded with its first keys to a multiple of ``W`` so every rank takes as many steps; sonofm's trainers therefore
+    turn Lightning's own distributed sampler off.
     """
 
     def __init__(self, num_samples: int, seed: int = 0) -> None:
@@ -33,19 +38,31 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
         self._resume: tuple[int, int] | None = None
 
     def resume_at(self, epoch: int, position: int) -> None:
-        """Make the next pass over ``epoch`` start at ``position`` of its order (a run resumed mid-epoch)."""
+        """Make the next pass over ``epoch`` start at ``position`` of this rank's share (a run resumed mid-epoch)."""
         self._resume = (epoch, position)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_samples
+        _, world = _rank_and_world()
+        return -(-self.num_samples // world)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.num_samples, generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator).tolist()
+        keys = list(zip(order, seeds))
+        rank, world = _rank_and_world()
+        if world > 1:
+            keys = (keys + keys[: len(self) * world - len(keys)])[rank::world]
         start = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
         self._resume = None
-        yield from list(zip(order, seeds))[start:]
+        yield from keys[start:]
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0 and 1 outside a distributed run)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

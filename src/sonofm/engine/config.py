@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+import torch
 
 from sonofm.engine.optim import OPTIMIZERS, OptimConfig
 from sonofm.engine.precision import PRECISIONS
@@ -18,7 +20,8 @@ PRETRAINED_LAYER_DECAY = 0.65
 @dataclass
 class HardwareConfig:
     """Precision (``auto``: bf16 autocast where fast), data-loading workers, Lightning's accelerator, devices,
-    strategy and nodes, and whether to show progress bars."""
+    strategy and nodes, whether BatchNorm layers share their batch statistics over the processes of a distributed
+    run (``sync_batchnorm``), and whether to show progress bars."""
 
     precision: str = "auto"
     num_workers: int = 1
@@ -26,12 +29,20 @@ class HardwareConfig:
     devices: str = "1"
     strategy: str = "auto"
     num_nodes: int = 1
+    sync_batchnorm: bool = True
     progress: bool = True
+    shards_models: ClassVar[bool] = False  # whether the command exports from FSDP shards (--strategy fsdp)
 
     def checks(self) -> list[tuple[bool, str]]:
         """``(ok, message)`` pairs; each config below extends the list."""
         return [(self.precision in PRECISIONS,
-                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")]
+                 f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+                (not self.strategy.startswith("fsdp") or self.shards_models,
+                 f"--strategy {self.strategy}: only `pretrain mim` shards its model (FSDP); this command's models fit "
+                 f"on one device, use --strategy ddp"),
+                (not self.strategy.startswith("fsdp") or _cuda_usable(self.accelerator),
+                 f"--strategy {self.strategy} shards the model over CUDA GPUs and none is usable here "
+                 f"(accelerator={self.accelerator}); use --strategy ddp on CPUs")]
 
     def validate(self) -> None:
         """Raise SonofmError for the first value outside its range."""
@@ -140,3 +151,9 @@ class PretrainingConfig(ScheduleConfig):
             (self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
         ]
+
+
+def _cuda_usable(accelerator: str) -> bool:
+    """Whether ``accelerator`` can mean CUDA GPUs on this machine."""
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import lightning as L
 import torch
@@ -39,6 +40,20 @@ class SeededTrainingModule(L.LightningModule):
         if "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
 
+    def evaluates(self, batch_idx: int) -> bool:
+        """Whether this rank evaluates validation/test batch ``batch_idx``: every rank reads the whole split (no
+        padded, repeated samples) and evaluates every ``W``-th batch of it; :meth:`from_every_rank` then brings the
+        per-image results together, so metrics cover each image exactly once."""
+        return batch_idx % self.trainer.world_size == self.trainer.global_rank
+
+    def from_every_rank(self, value: Any) -> list[Any]:
+        """``value`` of every rank, in rank order (a collective: every rank calls it); ``[value]`` on one process."""
+        if self.trainer.world_size == 1:
+            return [value]
+        gathered: list[Any] = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(gathered, value)
+        return gathered
+
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.optim_config)
         total = int(self.trainer.estimated_stepping_batches)
@@ -59,10 +74,8 @@ def steps_per_epoch(trainer: L.Trainer, total: int) -> float:
 
 
 class MidEpochResume(L.Callback):
-    """Resuming from a step checkpoint taken mid-epoch: the training sampler skips the batches the epoch already saw.
-
-    One process only: under DDP Lightning shards the sampler's full order, so a shortened order cannot be sharded
-    (there a mid-epoch resume replays the epoch from its start)."""
+    """Resuming from a step checkpoint taken mid-epoch: the training sampler skips the batches the epoch already saw
+    (on each rank, in its own share of the epoch)."""
 
     def __init__(self, sampler: SeededEpochSampler, batch_size: int) -> None:
         self.sampler = sampler
@@ -70,5 +83,5 @@ class MidEpochResume(L.Callback):
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         seen = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
-        if seen and trainer.world_size == 1:
+        if seen:
             self.sampler.resume_at(int(checkpoint["epoch"]), seen * self.batch_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable
@@ -11,12 +12,15 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import nn
 from torch.utils.data import DataLoader
 
 from sonofm.data.sampling import SeededEpochSampler
 from sonofm.engine.epoch_log import EpochCsvLog
 from sonofm.engine.precision import resolve_precision
+from sonofm.engine.ranks_agree import RanksAgree
 from sonofm.errors import SonofmError
 from sonofm.report.figures import plot_training_curves
 from sonofm.runs.run_folder import RunFolder, checkpoint_entry
@@ -32,10 +36,16 @@ def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
     training by optimiser steps instead of epochs.
     """
     # Lightning's banners (hardware summary, logger tips) and a deprecation inside Lightning itself are noise here.
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # also "Initializing distributed: GLOBAL_RANK ..."
+        logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")  # a data set too small for a val split
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # resuming
+    # Epoch means in log.csv are rank 0's own share of the data; evaluation runs once, on rank 0, over whole splits.
+    warnings.filterwarnings("ignore", message=".*It is recommended to use `self.log\\(.*sync_dist=True.*")
+    # Lightning's all_gather calls torch.distributed.nn.functional.all_gather, which torch 2.14 marks deprecated.
+    warnings.filterwarnings("ignore", message=".*torch.distributed.nn.functional.all_gather is deprecated.*")
+    callbacks = [*callbacks, RanksAgree()]
     if config.progress:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1)]
     devices: int | str = int(config.devices) if config.devices.isdigit() else config.devices
@@ -48,10 +58,37 @@ def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
             accumulate_grad_batches=config.accumulate, gradient_clip_val=config.optim.grad_clip or None,
             callbacks=callbacks, logger=False, enable_progress_bar=config.progress, enable_model_summary=False,
             num_sanity_val_steps=0, log_every_n_steps=1,
+            # Training loaders share out their epochs themselves (SeededEpochSampler: exact resume on any number of
+            # ranks); validation reads every split whole on each rank, so its metrics equal a 1-process run's.
+            use_distributed_sampler=False,
         )
     except (ValueError, MisconfigurationException, RuntimeError) as error:  # Lightning's words for bad hardware flags
         raise SonofmError(f"cannot set up training with accelerator={config.accelerator}, devices={config.devices}, "
                           f"strategy={config.strategy}: {str(error).splitlines()[0]}") from None
+
+
+def evaluation_trainer(trainer: L.Trainer, config: Any) -> L.Trainer:
+    """The trainer that evaluates a fitted model once over each whole split, on rank 0: ``trainer`` itself after a
+    single-process fit; after a multi-process one a new single-process trainer, since the distributed sampler would
+    pad the last batch with repeated samples and split the results over the ranks."""
+    if trainer.world_size == 1:
+        return trainer
+    return make_trainer(dataclasses.replace(config, devices="1", strategy="auto", num_nodes=1), [])
+
+
+def trained_model(trainer: L.Trainer, model: nn.Module, rebuild: Callable[[], nn.Module]) -> nn.Module | None:
+    """After ``fit``: on global rank 0 the trained ``model`` (the LightningModule's ``model``) with every weight in
+    place, None on the other ranks. Under FSDP each rank holds shards only: every rank must call this, the shards are
+    gathered into a full state dict on rank 0 and loaded into a fresh model from ``rebuild``."""
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return model if trainer.is_global_zero else None
+    state = trainer.strategy.lightning_module_state_dict()  # a collective; the full dict on rank 0 only
+    if not trainer.is_global_zero:
+        return None
+    fresh = rebuild()
+    fresh.load_state_dict({key.removeprefix("model."): value for key, value in state.items()
+                           if key.startswith("model.")})
+    return fresh
 
 
 def fit_selecting_best(config: Any, run: RunFolder, module: L.LightningModule, loaders: dict[str, DataLoader],

@@ -87,6 +87,10 @@ class SegmentationMetrics:
             )
             self._images.append(scores)
 
+    def extend(self, other: SegmentationMetrics) -> None:
+        """Add the images ``other`` has seen (another process's share of a split)."""
+        self._images.extend(other._images)
+
     def compute(self) -> dict[str, float]:
         """Metrics over all images seen (see the module docstring for the keys)."""
         if not self._images:

@@ -17,6 +17,10 @@ class ImageClassifier(LayersAboveBackbone, nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, head_init_scale: float = 0.001, drop_rate: float = 0.0):
         super().__init__()
         self.backbone = backbone
+        if isinstance(getattr(backbone, "norm", None), nn.Module):
+            # Pooled patch tokens go through ``fc_norm``; the backbone's final norm gets no gradient: keep it out of
+            # the optimiser (and of distributed training, which stops on parameters without gradients).
+            backbone.norm.requires_grad_(False)
         dim = backbone.embed_dim
         self.fc_norm = nn.LayerNorm(dim, eps=1e-6)
         self.head_drop = nn.Dropout(drop_rate)

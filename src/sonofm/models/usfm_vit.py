@@ -58,7 +58,9 @@ class UsfmViT(ViTBackboneMixin, Beit):
         )
         self.shared_rel_pos_bias = shared_rel_pos_bias
         self._record_geometry(img_size, depth)
-        self.mask_token = nn.Parameter(torch.empty(1, 1, embed_dim))
+        # Frozen unless masked image modelling fills hidden patches with it (``MaskedImageModel``): a parameter that
+        # gets no gradient would stop distributed training.
+        self.mask_token = nn.Parameter(torch.empty(1, 1, embed_dim), requires_grad=False)
         trunc_normal_(self.mask_token, std=0.02)
 
     def forward_tokens(self, x: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -27,7 +27,8 @@ from sonofm.models.state_dict_file import UnreadableWeightsError, load_torch_fil
 from sonofm.runs.config import config_to_dict
 
 # Keys that may change between the first start and a resume without changing what is being trained.
-RESUMABLE_KEYS = frozenset({"num_workers", "devices", "accelerator", "strategy", "num_nodes", "progress"})
+RESUMABLE_KEYS = frozenset({"num_workers", "devices", "accelerator", "strategy", "num_nodes", "sync_batchnorm",
+                            "progress"})
 CHECKPOINT_NAMES = ("last.ckpt", "best.ckpt")
 START_OVER = "pass --overwrite to start the run over"
 """Checkpoints a resumed run reads back: Lightning resumes from ``last``, the final model comes from ``best``."""

@@ -24,6 +24,10 @@ from sonofm.sam.prompts import Prompts
 
 ENCODER_TUNINGS = ("lora", "full", "frozen")
 BACKGROUND_SCORE = 0.5  # a pixel is background unless some class's probability beats this
+# SAM's mask decoder parts sonofm never uses: one mask per prompt comes from the first hypernetwork MLP, and no IoU
+# prediction is made. They stay frozen (and keep their checkpoint values).
+UNUSED_DECODER_PARTS = ("sam.mask_decoder.iou_prediction_head.",
+                        *(f"sam.mask_decoder.output_hypernetworks_mlps.{index}." for index in (1, 2, 3)))
 
 
 class AdaptedSam(nn.Module):
@@ -95,6 +99,8 @@ class AdaptedSam(nn.Module):
                 param.requires_grad = self._is_adapted(name) and not name.startswith("prompter.")
             else:
                 param.requires_grad = name.startswith(("sam.mask_decoder.", "prompter."))
+            if name.startswith(UNUSED_DECODER_PARTS):  # no gradient ever reaches them: DDP would stop on them
+                param.requires_grad = False
 
     def adapted_state_dict(self) -> dict[str, Tensor]:
         """The tensors that differ from the base SAM checkpoint."""

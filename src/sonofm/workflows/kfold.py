@@ -32,6 +32,7 @@ from sonofm.errors import SonofmError
 from sonofm.models import create_backbone
 from sonofm.models.state_dict_file import WeightsFile, read_weights_file
 from sonofm.atomic import atomic_write_json
+from sonofm.engine.distributed import attach_run, is_rank_zero, rank_zero_first
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.report.confusion_table import read_confusion_csv, write_confusion_csv
@@ -88,20 +89,25 @@ def run_kfold(config: KfoldConfig, out: str | Path, overwrite: bool = False, ech
     A finished run (with ``metrics.json``) is refused unless ``overwrite``; ``callbacks`` go to every fold's trainer.
     """
     config.validate()
-    run, resuming = prepare_run(out, config, overwrite=overwrite)
-    index = load_index(config.data, task="cls", group_by=config.group_by)
-    assert_valid(index)
-    folds = _fold_assignment(config, index, run, resuming)
-    weights = read_weights_file(config.weights) if config.pretrained else None  # read once, for every fold
-    create_backbone(  # before any write: bad model options leave no run behind
-        config.model, img_size=config.img_size, weights=weights, drop_path_rate=config.drop_path, **config.model_args,
-    )
-    save_config(config, run.config)
-    save_folds(index, folds, run.path / "folds.csv")
+    with rank_zero_first(config.accelerator) as zero:
+        run, resuming = prepare_run(out, config, overwrite=overwrite) if zero else attach_run(out)
+        index = load_index(config.data, task="cls", group_by=config.group_by)
+        assert_valid(index)
+        folds = _fold_assignment(config, index, run, resuming)
+        weights = read_weights_file(config.weights) if config.pretrained else None  # read once, for every fold
+        create_backbone(  # before any write: bad model options leave no run behind
+            config.model, img_size=config.img_size, weights=weights, drop_path_rate=config.drop_path,
+            **config.model_args,
+        )
+        if zero:
+            save_config(config, run.config)
+            save_folds(index, folds, run.path / "folds.csv")
     num_folds = max(folds) + 1
     echo(f"{num_folds}-fold cross-validation of {config.model} on {config.data}: {len(index.samples)} images, "
          f"groups by {index.group_column or 'none (each image its own group)'}")
     fold_runs = [_run_fold(config, run, index, folds, fold, weights, echo, callbacks) for fold in range(num_folds)]
+    if not zero:  # every rank trained each fold; rank 0 alone evaluated them and writes the summary
+        return {}
     return _summarise(config, run, index, fold_runs, echo)
 
 
@@ -143,7 +149,8 @@ def _run_fold(config: KfoldConfig, run: RunFolder, index: DatasetIndex, folds: l
         echo(f"fold {fold}: finished earlier, kept ({fold_run.path})")
         return fold_run
     split_file = run.path.resolve() / "splits" / f"fold_{fold}.csv"
-    save_split(fold_split(index.samples, folds, fold, seed=config.fold_seed), split_file)
+    if is_rank_zero():  # the other ranks read it once rank 0 has prepared the fold's run
+        save_split(fold_split(index.samples, folds, fold, seed=config.fold_seed), split_file)
     echo(f"round {fold + 1} of {max(folds) + 1}: testing on fold {fold}")
     finetune_classifier(config.fold_config(split_file), fold_run.path, echo=echo, callbacks=callbacks, weights=weights)
     return fold_run

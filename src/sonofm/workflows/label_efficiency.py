@@ -21,6 +21,7 @@ from typing import Any
 
 from sonofm.errors import raise_first_failure
 from sonofm.atomic import atomic_write_json, atomic_write_text
+from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.report.figures import plot_label_efficiency
@@ -101,17 +102,24 @@ def run_label_efficiency(config: LabelEfficiencyConfig, out: str | Path, overwri
                          echo: Echo = print) -> dict[str, float]:
     """Pretrain (or take ``weights``), fine-tune every (init, fraction, seed), summarise; returns the means."""
     config.validate()
-    run, _ = prepare_run(out, config, overwrite=overwrite)
-    save_config(config, run.config)
+    accelerator = config.finetune_config("scratch", 1.0, 0, None).accelerator
+    with rank_zero_first(accelerator) as zero:
+        run, _ = prepare_run(out, config, overwrite=overwrite) if zero else attach_run(out)
+        if zero:
+            save_config(config, run.config)
     weights = config.weights or _pretrained_weights(config, run, echo)
     plan = [(init, fraction, seed) for fraction in config.fractions for seed in range(config.seeds) for init in INITS]
     rows = []
     for number, (init, fraction, seed) in enumerate(plan, start=1):
         values = _finetune(config, run.path / "runs" / f"{init}_f{fraction:g}_s{seed}", init, fraction, seed, weights)
+        if not zero:  # every rank trained; rank 0 alone evaluated and writes the results
+            continue
         reported = {key: values.get(key, math.nan) for key in REPORTED[config.task]}
         rows.append({"init": init, "fraction": fraction, "seed": seed, **reported})
         first = REPORTED[config.task][0]
         echo(f"[{number}/{len(plan)}] {init:10s} fraction {fraction:g} seed {seed}: {first} {reported[first]:.4f}")
+    if not zero:
+        return {}
     summary = summarise(rows, REPORTED[config.task])
     _write_outputs(run, config, rows, summary)
     means = {f"{row['init']}/f{row['fraction']:g}/{key}": row[f"{key}_mean"]

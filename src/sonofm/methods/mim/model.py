@@ -116,6 +116,8 @@ class MaskedImageModel(LayersAboveBackbone, nn.Module):
             raise SonofmError(f"fill='token' needs an encoder with a mask token (usfm_vit_*), "
                               f"{type(encoder).__name__} has none; use fill='mean'")
         self.encoder = encoder
+        if hasattr(encoder, "mask_token"):  # trained only where hidden patches are filled with it
+            encoder.mask_token.requires_grad_(self.config.spatial and self.config.fill == "token")
         self.decoder = PixelShuffleDecoder(encoder.embed_dim, encoder.patch_size)
         self.rings = self.config.rings(encoder.img_size) if self.config.frequency else []
 

@@ -21,6 +21,7 @@ from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.tasks.aclus.module import AclusModule, LarsConfig
 from sonofm.engine.epoch_log import EpochCsvLog
 from sonofm.engine.trainer import Echo, fit_resuming, make_trainer
+from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.engine.data import make_loader
 from sonofm.engine.config import PretrainingConfig
 
@@ -57,11 +58,13 @@ def pretrain_aclus(config: AclusPretrainConfig, out: str | Path, overwrite: bool
     Rerunning an unfinished run resumes it exactly. Returns the last epoch's mean losses, steps and image count.
     """
     config.validate()
-    run, resuming = prepare_run(out, config, overwrite=overwrite)
-    pairs = _load_or_find_pairs(run, config, resuming)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    model = AclusModel(config.model, config.img_size, config.aclus)
-    save_config(config, run.config)
+    with rank_zero_first(config.accelerator) as zero:
+        run, resuming = prepare_run(out, config, overwrite=overwrite) if zero else attach_run(out)
+        pairs = _load_or_find_pairs(run, config, resuming)
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        model = AclusModel(config.model, config.img_size, config.aclus)
+        if zero:
+            save_config(config, run.config)
     global_batch = config.batch_size * config.accumulate * _world_size(config)
     echo(f"{'resuming' if resuming else 'starting'} {run.path}: ACLUS {config.model} at {config.img_size} px, "
          f"{len(pairs)} images with anatomy maps, global batch {global_batch}")

@@ -25,8 +25,9 @@ from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.tasks.cls.module import ClassificationModule, inverse_frequency_weights
 from sonofm.report.confusion_table import write_confusion_csv
 from sonofm.report.figures import plot_confusion_matrix
-from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, write_training_curves
+from sonofm.engine.trainer import Echo, checkpoint_epoch, evaluation_trainer, fit_selecting_best, write_training_curves
 from sonofm.engine.config import FinetuneConfig
+from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
 from sonofm.tasks.cls.freezing import MODES
 
@@ -66,16 +67,18 @@ def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: b
     """
     assert weights is None or config.pretrained, "weights were handed over for a config without weights"
     config.validate()
-    run, resuming = prepare_run(out, config, overwrite=overwrite)
-    index = load_index(config.data, task="cls", group_by=config.group_by)
-    assert_valid(index)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    backbone = create_backbone(  # before any write: bad options leave no run behind
-        config.model, img_size=config.img_size, weights=config.weights if weights is None else weights,
-        drop_path_rate=config.drop_path, **config.model_args,
-    )
-    splits = load_or_make_splits(run, index, config, resuming)
-    save_config(config, run.config)
+    with rank_zero_first(config.accelerator) as zero:
+        run, resuming = prepare_run(out, config, overwrite=overwrite) if zero else attach_run(out)
+        index = load_index(config.data, task="cls", group_by=config.group_by)
+        assert_valid(index)
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        backbone = create_backbone(  # before any write: bad options leave no run behind
+            config.model, img_size=config.img_size, weights=config.weights if weights is None else weights,
+            drop_path_rate=config.drop_path, **config.model_args,
+        )
+        splits = load_or_make_splits(run, index, config, resuming)
+        if zero:
+            save_config(config, run.config)
     echo(describe_start(index, splits, run, resuming))
     if getattr(backbone, "load_report", None) is not None:
         echo(backbone.load_report.summary())
@@ -93,7 +96,9 @@ def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: b
         for name, samples in splits.items() if samples
     }
     trainer, best = fit_selecting_best(config, run, module, loaders, "val/balanced_accuracy", callbacks)
-    return _finish(run, config, index, module, trainer, loaders, best, echo)
+    if not trainer.is_global_zero:
+        return {}
+    return _finish(run, config, index, module, evaluation_trainer(trainer, config), loaders, best, echo)
 
 
 def _finish(run: RunFolder, config: ClsFinetuneConfig, index: DatasetIndex, module: ClassificationModule,

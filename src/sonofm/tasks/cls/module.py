@@ -42,7 +42,8 @@ class ClassificationModule(SeededTrainingModule):
         self.label_smoothing = label_smoothing
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(len(class_names)))
         freeze_backbone(self.model.backbone, mode)
-        self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
+        self._outputs: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = {  # (batch index, probs, labels)
+            "val": [], "test": []}
         self.last_results: dict[str, dict[str, torch.Tensor]] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -65,15 +66,17 @@ class ClassificationModule(SeededTrainingModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._collect("val", batch)
+        self._collect("val", batch, batch_idx)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._collect("test", batch)
+        self._collect("test", batch, batch_idx)
 
-    def _collect(self, split: str, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    def _collect(self, split: str, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if not self.evaluates(batch_idx):
+            return
         images, labels = batch
         probs = self.model(images).float().softmax(dim=1)
-        self._outputs[split].append((probs.detach(), labels.detach()))
+        self._outputs[split].append((batch_idx, probs.detach().cpu(), labels.detach().cpu()))
 
     def on_validation_epoch_end(self) -> None:
         self._finish("val")
@@ -82,15 +85,13 @@ class ClassificationModule(SeededTrainingModule):
         self._finish("test")
 
     def _finish(self, split: str) -> None:
-        outputs = self._outputs[split]
+        outputs = sorted((entry for part in self.from_every_rank(self._outputs[split]) for entry in part),
+                         key=lambda entry: entry[0])
         self._outputs[split] = []
         if not outputs or self.trainer.sanity_checking:
             return
-        probs = torch.cat([p for p, _ in outputs])
-        labels = torch.cat([y for _, y in outputs])
-        if self.trainer.world_size > 1:
-            probs = self.all_gather(probs).flatten(0, 1)
-            labels = self.all_gather(labels).flatten(0, 1)
+        probs = torch.cat([p for _, p, _ in outputs])
+        labels = torch.cat([y for _, _, y in outputs])
         loss = F.nll_loss(probs.clamp_min(1e-8).log(), labels)
         metrics = classification_metrics(probs.cpu(), labels.cpu(), self.class_names)
         self.last_results[split] = {"probs": probs.cpu(), "labels": labels.cpu()}

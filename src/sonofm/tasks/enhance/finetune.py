@@ -27,6 +27,7 @@ from sonofm.tasks.enhance.module import METRICS, EnhancementDataset, Enhancement
 from sonofm.report.figures import plt, save_figure
 from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, load_best_weights, write_training_curves
 from sonofm.engine.config import FinetuneConfig
+from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
 
 CURVE_METRICS = ("val/psnr", "val/psnr_fan", "val/ssim", "val/ssim_fan")
@@ -78,12 +79,14 @@ def finetune_enhancer(config: EnhanceFinetuneConfig, out: str | Path, overwrite:
     """Train, keep the best epoch by validation PSNR, evaluate val and test against the degraded input, write the
     run. Running again on an unfinished run folder resumes from ``checkpoints/last.ckpt``. Returns the metrics."""
     config.validate()
-    run, resuming = prepare_run(out, config, overwrite=overwrite)
-    index = load_images_index(config)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    model = build_enhancer(config, config.weights)
-    splits = load_or_make_splits(run, index, config, resuming)
-    save_config(config, run.config)
+    with rank_zero_first(config.accelerator) as zero:
+        run, resuming = prepare_run(out, config, overwrite=overwrite) if zero else attach_run(out)
+        index = load_images_index(config)
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        model = build_enhancer(config, config.weights)
+        splits = load_or_make_splits(run, index, config, resuming)
+        if zero:
+            save_config(config, run.config)
     echo(describe_start(index, splits, run, resuming))
     if getattr(model.backbone, "load_report", None) is not None:
         echo(model.backbone.load_report.summary())

@@ -100,6 +100,8 @@ class EnhancementModule(SeededTrainingModule):
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if not self.evaluates(batch_idx):
+            return
         degraded, clean, fan = batch
         restored = self.model(degraded).float()
         loss = restoration_loss(restored, clean, fan if self.loss_in_fan else None, self.ssim_weight)
@@ -108,10 +110,10 @@ class EnhancementModule(SeededTrainingModule):
             self._val.setdefault(key, []).append(values.cpu())
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val:
-            return
-        values = {key: torch.cat(parts).float().mean() for key, parts in self._val.items()}
+        ranks = [values for values in self.from_every_rank(self._val) if values]  # each rank's {key: [(B,), ...]}
         self._val = {}
-        sync = self.trainer.world_size > 1
-        for key, value in values.items():
-            self.log(f"val/{key}", value, prog_bar=(key == "psnr"), sync_dist=sync)
+        if not ranks:
+            return
+        for key in ranks[0]:
+            value = torch.cat([part for values in ranks for part in values[key]]).float().mean()
+            self.log(f"val/{key}", value, prog_bar=(key == "psnr"))

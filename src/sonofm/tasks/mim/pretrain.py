@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -20,7 +20,8 @@ from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.engine.epoch_log import EpochCsvLog
-from sonofm.engine.trainer import Echo, fit_resuming, make_trainer
+from sonofm.engine.trainer import Echo, fit_resuming, make_trainer, trained_model
+from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.engine.data import make_loader
 from sonofm.tasks.mim.module import MimModule, ReconstructionFigures
 from sonofm.engine.optim import OptimConfig
@@ -50,6 +51,7 @@ class MimPretrainConfig(PretrainingConfig):
     drop_path: float = 0.1
     figure_every: int = 500
     figure_images: int = 6
+    shards_models: ClassVar[bool] = True
     mim: MimConfig = field(default_factory=MimConfig)
     optim: OptimConfig = field(default_factory=_pretrain_optim)
 
@@ -78,11 +80,13 @@ def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = F
     Returns the final metrics (mean losses of the last epoch, steps, images seen).
     """
     config.validate()
-    run, resuming = prepare_run(out, config, overwrite=overwrite)
-    files = _load_or_scan_images(run, config, resuming, echo)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    model = build_mim_model(config)
-    save_config(config, run.config)
+    with rank_zero_first(config.accelerator) as zero:
+        run, resuming = prepare_run(out, config, overwrite=overwrite) if zero else attach_run(out)
+        files = _load_or_scan_images(run, config, resuming, echo)
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        model = build_mim_model(config)
+        if zero:
+            save_config(config, run.config)
     echo(f"{'resuming' if resuming else 'starting'} {run.path}: {config.model} at {config.img_size} px, "
          f"{len(files)} images, batch {config.batch_size} x {config.accumulate} accumulated")
 
@@ -97,11 +101,12 @@ def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = F
     trainer = make_trainer(config, [checkpoint, figures, EpochCsvLog(run.log),
                                     MidEpochResume(loader.sampler, config.batch_size), *(callbacks or [])])
     fit_resuming(trainer, module, run, loader)
-    if not trainer.is_global_zero:
+    trained = trained_model(trainer, model, lambda: build_mim_model(config))
+    if trained is None:  # not rank 0
         return {}
     metrics = {key: float(value) for key, value in trainer.callback_metrics.items() if key.endswith("_epoch")}
     metrics |= {"steps": float(trainer.global_step), "images": float(len(files))}
-    _export(run, model)
+    _export(run, trained)
     atomic_write_json(run.metrics, metrics)
     echo(format_pretrain_result(metrics, run.path, isinstance(model.encoder, UsfmViT)))
     return metrics

@@ -105,6 +105,8 @@ class SamModule(SeededTrainingModule):
                              **vars(self.loss_config))
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if not self.evaluates(batch_idx):
+            return
         inputs, masks = batch
         embeddings = self.embeddings(inputs)
         if self.stage == "prompter":
@@ -124,17 +126,21 @@ class SamModule(SeededTrainingModule):
             self._dice_sums[kind] += torch.stack([dice.sum().cpu(), torch.tensor(float(len(dice)))])
 
     def on_validation_epoch_end(self) -> None:
-        sync = self.trainer.world_size > 1
+        ranks = self.from_every_rank((self._val_metrics, self._dice_sums))  # each rank's share of the split
+        self._reset_validation()
         if self.stage == "prompter":
-            if len(self._val_metrics):
-                values = self._val_metrics.compute()
-                self.log("val/dice", values["dice"], prog_bar=True, sync_dist=sync)
-                self.log("val/iou", values["iou"], sync_dist=sync)
+            metrics = ranks[0][0]
+            for other, _ in ranks[1:]:
+                metrics.extend(other)
+            if len(metrics):
+                values = metrics.compute()
+                self.log("val/dice", values["dice"], prog_bar=True)
+                self.log("val/iou", values["iou"])
         else:
-            per_kind = {kind: float(sums[0] / sums[1]) for kind, sums in self._dice_sums.items() if sums[1] > 0}
+            sums = {kind: sum(dice_sums[kind] for _, dice_sums in ranks) for kind in self.sampling.kinds}
+            per_kind = {kind: float(total[0] / total[1]) for kind, total in sums.items() if total[1] > 0}
             if per_kind:
                 for kind, value in per_kind.items():
-                    self.log(f"val/dice_{kind}", value, sync_dist=sync)
-                self.log("val/dice", sum(per_kind.values()) / len(per_kind), prog_bar=True, sync_dist=sync)
-        self._reset_validation()
+                    self.log(f"val/dice_{kind}", value)
+                self.log("val/dice", sum(per_kind.values()) / len(per_kind), prog_bar=True)
 

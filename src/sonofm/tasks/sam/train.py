@@ -32,6 +32,7 @@ from sonofm.sam.prompts import check_prompt_kinds
 from sonofm.sam.registry import PATCH_SIZE as SAM_PATCH_SIZE, SAM_TYPES
 from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, load_best_weights, write_training_curves
 from sonofm.engine.config import TrainingConfig
+from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
 from sonofm.engine.optim import OptimConfig
 from sonofm.tasks.sam.evaluation import evaluate_sam, plot_sam_examples
@@ -174,10 +175,12 @@ def _load_data(config: SamTrainingConfig) -> DatasetIndex:
 
 def _train(config: SamTrainingConfig, out: str | Path, overwrite: bool, index: DatasetIndex, module: SamModule,
            mode: str, extra_metadata: dict, echo: Echo, callbacks: list[L.Callback] | None) -> dict[str, float]:
-    run, resuming = prepare_run(out, config, overwrite=overwrite)
-    pixel_column = pixel_size_column(index.samples, config.pixel_size_column)
-    splits = load_or_make_splits(run, index, config, resuming)
-    save_config(config, run.config)
+    with rank_zero_first(config.accelerator) as zero:
+        run, resuming = prepare_run(out, config, overwrite=overwrite) if zero else attach_run(out)
+        pixel_column = pixel_size_column(index.samples, config.pixel_size_column)
+        splits = load_or_make_splits(run, index, config, resuming)
+        if zero:
+            save_config(config, run.config)
     echo(describe_start(index, splits, run, resuming))
     trainable = sum(param.numel() for param in module.model.parameters() if param.requires_grad)
     echo(f"training {trainable / 1e6:.2f} M of {sum(p.numel() for p in module.model.parameters()) / 1e6:.1f} M "

@@ -20,6 +20,7 @@ from sonofm.runs.model_file import save_model
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, load_best_weights, write_training_curves
 from sonofm.engine.config import FinetuneConfig
+from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
 from sonofm.tasks.seg.evaluation import evaluate_segmentation, pixel_size_column, plot_examples, write_per_image_csv
 from sonofm.tasks.seg.module import SegmentationModule
@@ -72,14 +73,16 @@ def finetune_segmenter(config: SegFinetuneConfig, out: str | Path, overwrite: bo
     Running again on an unfinished run folder resumes from ``checkpoints/last.ckpt``. Returns the final metrics.
     """
     config.validate()
-    run, resuming = prepare_run(out, config, overwrite=overwrite)
-    index = load_index(config.data, task="seg", group_by=config.group_by, num_classes=config.num_classes)
-    assert_valid(index)
-    pixel_column = pixel_size_column(index.samples, config.pixel_size_column)
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    model = build_segmenter(config, index.num_classes, config.weights)  # before any write: bad options leave no run
-    splits = load_or_make_splits(run, index, config, resuming)
-    save_config(config, run.config)
+    with rank_zero_first(config.accelerator) as zero:
+        run, resuming = prepare_run(out, config, overwrite=overwrite) if zero else attach_run(out)
+        index = load_index(config.data, task="seg", group_by=config.group_by, num_classes=config.num_classes)
+        assert_valid(index)
+        pixel_column = pixel_size_column(index.samples, config.pixel_size_column)
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        model = build_segmenter(config, index.num_classes, config.weights)  # before any write: bad options leave no run
+        splits = load_or_make_splits(run, index, config, resuming)
+        if zero:
+            save_config(config, run.config)
     echo(describe_start(index, splits, run, resuming))
     if getattr(model.backbone, "load_report", None) is not None:
         echo(model.backbone.load_report.summary())

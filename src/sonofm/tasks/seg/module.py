@@ -17,7 +17,8 @@ class SegmentationModule(SeededTrainingModule):
 
     Validation runs at the model's input size on resized masks (cheap, for model selection: ``val/dice``,
     ``val/iou``, ``val/pixel_accuracy``, ``val/loss``); the reported metrics are computed afterwards at each image's
-    own size (``finetune_seg``). Under DDP the per-rank values are averaged.
+    own size (``finetune_seg``). Under DDP each rank scores its share of the batches and the per-image scores are
+    brought together, so the metrics are those of one process.
     """
 
     def __init__(self, model: Segmenter, class_names: list[str], optim: OptimConfig, seed: int = 0):
@@ -40,21 +41,25 @@ class SegmentationModule(SeededTrainingModule):
         return losses["loss"]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        if not self.evaluates(batch_idx):
+            return
         images, masks = batch
         outputs = self.model(images)
-        self._val_losses.append(self.model.loss(outputs, masks)["loss"].detach() * len(masks))
+        self._val_losses.append(self.model.loss(outputs, masks)["loss"].detach().cpu() * len(masks))
         scores = self.model.class_scores(outputs, masks.shape[-2:])
         self._val_metrics.update(scores.argmax(dim=1).cpu(), masks.cpu())
 
     def on_validation_epoch_end(self) -> None:
-        seen = len(self._val_metrics)
-        if not seen:
-            return
-        values = self._val_metrics.compute()
-        loss = torch.stack(self._val_losses).sum() / seen
+        parts = self.from_every_rank((self._val_metrics, self._val_losses))
         self._val_metrics = SegmentationMetrics(self.class_names, self.model.ignore_index, compute_hd95=False)
         self._val_losses = []
-        sync = self.trainer.world_size > 1
-        self.log("val/loss", loss, sync_dist=sync)
+        metrics, losses = parts[0][0], [loss for _, rank_losses in parts for loss in rank_losses]
+        for other, _ in parts[1:]:
+            metrics.extend(other)
+        seen = len(metrics)
+        if not seen:
+            return
+        values = metrics.compute()
+        self.log("val/loss", torch.stack(losses).sum() / seen)
         for key in ("dice", "iou", "pixel_accuracy"):
-            self.log(f"val/{key}", values[key], prog_bar=(key == "dice"), sync_dist=sync)
+            self.log(f"val/{key}", values[key], prog_bar=(key == "dice"))
