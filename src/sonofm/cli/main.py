@@ -57,16 +57,30 @@ def main(argv: list[str] | None = None) -> int:
     with _watching_ctrl_c() as interrupted, _quiet_decoders(), _printing_on_rank_zero_only():
         try:
             apply_frame_flags(args)
-            return int(args.handler(args) or 0)
+            code = int(args.handler(args) or 0)
         except SonofmError as error:
             print(f"sonofm: error: {error}", file=sys.stderr)
-            return 2
+            code = 2
         except KeyboardInterrupt:
             return _interrupted()
         except SystemExit:
             if interrupted.is_set():  # Lightning's sys.exit(1) after its own handling of Ctrl-C
                 return _interrupted()
             raise
+        _leave_together()
+        return code
+
+
+def _leave_together() -> None:
+    """In a multi-process run, every rank leaves the command when rank 0 has finished its run folder (evaluation
+    and export happen on rank 0 after training), so that a next command in the same processes (a k-fold study, a
+    script) reads a complete folder."""
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def _interrupted() -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -21,6 +22,7 @@ from sonofm.data.sampling import SeededEpochSampler
 from sonofm.engine.epoch_log import EpochCsvLog
 from sonofm.engine.precision import resolve_precision
 from sonofm.engine.ranks_agree import RanksAgree
+from sonofm.engine.sync_batchnorm import GlobalBatchNormSync
 from sonofm.errors import SonofmError
 from sonofm.report.figures import plot_training_curves
 from sonofm.runs.run_folder import RunFolder, checkpoint_entry
@@ -32,8 +34,8 @@ def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
     """A Trainer from a run config without logger banners: checkpoints and the CSV log come from ``callbacks``.
 
     ``config`` carries ``epochs``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``, ``precision``,
-    ``accumulate``, ``optim.grad_clip`` and ``progress``; a ``max_steps`` attribute (pretraining), when set, bounds
-    training by optimiser steps instead of epochs.
+    ``accumulate``, ``optim.grad_clip``, ``sync_batchnorm`` and ``progress``; a ``max_steps`` attribute
+    (pretraining), when set, bounds training by optimiser steps instead of epochs.
     """
     # Lightning's banners (hardware summary, logger tips) and a deprecation inside Lightning itself are noise here.
     for name in ("lightning.pytorch", "lightning.fabric"):  # also "Initializing distributed: GLOBAL_RANK ..."
@@ -49,6 +51,8 @@ def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
     if config.progress:
         callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1)]
     devices: int | str = int(config.devices) if config.devices.isdigit() else config.devices
+    on_cuda = config.accelerator in ("cuda", "gpu") or (config.accelerator == "auto" and torch.cuda.is_available())
+    plugins = [GlobalBatchNormSync(on_cuda)] if config.sync_batchnorm else []  # used by DDP strategies only
     max_steps = getattr(config, "max_steps", None)
     try:
         return L.Trainer(
@@ -56,7 +60,7 @@ def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
             accelerator=config.accelerator, devices=devices, strategy=config.strategy, num_nodes=config.num_nodes,
             precision=resolve_precision(config.precision, config.accelerator),
             accumulate_grad_batches=config.accumulate, gradient_clip_val=config.optim.grad_clip or None,
-            callbacks=callbacks, logger=False, enable_progress_bar=config.progress, enable_model_summary=False,
+            callbacks=callbacks, plugins=plugins, logger=False, enable_progress_bar=config.progress, enable_model_summary=False,
             num_sanity_val_steps=0, log_every_n_steps=1,
             # Training loaders share out their epochs themselves (SeededEpochSampler: exact resume on any number of
             # ranks); validation reads every split whole on each rank, so its metrics equal a 1-process run's.

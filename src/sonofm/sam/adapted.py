@@ -25,7 +25,8 @@ from sonofm.sam.prompts import Prompts
 ENCODER_TUNINGS = ("lora", "full", "frozen")
 BACKGROUND_SCORE = 0.5  # a pixel is background unless some class's probability beats this
 # SAM's mask decoder parts sonofm never uses: one mask per prompt comes from the first hypernetwork MLP, and no IoU
-# prediction is made. They stay frozen (and keep their checkpoint values).
+# prediction is made. They stay frozen, keep their checkpoint values and are not saved (files from sonofm 0.1 runs
+# that hold them still load; their values never reach an output).
 UNUSED_DECODER_PARTS = ("sam.mask_decoder.iou_prediction_head.",
                         *(f"sam.mask_decoder.output_hypernetworks_mlps.{index}." for index in (1, 2, 3)))
 
@@ -93,20 +94,21 @@ class AdaptedSam(nn.Module):
 
     def set_trainable(self, stage: str) -> None:
         """``stage="adapt"``: the encoder's LoRA factors (or the whole encoder) and the mask decoder train;
-        ``stage="prompter"``: the prompter and the mask decoder train. Everything else is frozen."""
+        ``stage="prompter"``: the prompter and the mask decoder train. Everything else is frozen, and so are the
+        decoder parts sonofm never uses."""
         for name, param in self.named_parameters():
             if stage == "adapt":
                 param.requires_grad = self._is_adapted(name) and not name.startswith("prompter.")
             else:
-                param.requires_grad = name.startswith(("sam.mask_decoder.", "prompter."))
-            if name.startswith(UNUSED_DECODER_PARTS):  # no gradient ever reaches them: DDP would stop on them
-                param.requires_grad = False
+                param.requires_grad = self._is_adapted(name) and name.startswith(("sam.mask_decoder.", "prompter."))
 
     def adapted_state_dict(self) -> dict[str, Tensor]:
         """The tensors that differ from the base SAM checkpoint."""
         return {name: value for name, value in self.state_dict().items() if self._is_adapted(name)}
 
     def _is_adapted(self, name: str) -> bool:
+        if name.startswith(UNUSED_DECODER_PARTS):  # no gradient ever reaches them (DDP would stop on them)
+            return False
         return (name.startswith(("sam.mask_decoder.", "prompter.")) or is_lora_parameter(name)
                 or (self.encoder_tuning == "full" and name.startswith("sam.image_encoder.")))
 
@@ -144,7 +146,8 @@ def load_adapted_sam(model_file: str | Path) -> AdaptedSam:
                               meta["encoder_tuning"], meta.get("lora_rank", 4))
     if "prompter" in meta:
         model.add_prompter(**meta["prompter"])
-    state = load_model_state(model_file)
+    state = {name: value for name, value in load_model_state(model_file).items()
+             if not name.startswith(UNUSED_DECODER_PARTS)}
     wanted = model.adapted_state_dict()
     missing, unexpected = sorted(set(wanted) - set(state)), sorted(set(state) - set(wanted))
     if missing or unexpected:
