@@ -5,7 +5,8 @@ Each configuration is one real run of ``pretrain_mim`` (Lightning's launcher, gl
 images written once into a temporary folder. Rank 0 times the optimiser steps after ``--warmup`` untimed ones; the
 images of a step are the per-process batch times the number of processes. On CPU every process gets
 ``--threads-per-process`` threads (default 1), so N processes use N times the cores of one: the figure measures what
-the gradient all-reduce and the extra processes cost, not a change in threads.
+the gradient all-reduce and the extra processes cost, not a change in threads. Rank 0's peak memory (process RSS on
+CPU, allocated CUDA memory on a GPU) is printed per configuration.
 
     .venv/bin/python benchmarks/ddp_scaling.py                   # ViT-S/16 at 224 px, batch 8, 1 vs 2 CPU processes
     .venv/bin/python benchmarks/ddp_scaling.py --device cuda --processes 8 --model usfm_vit_base_patch16 --batch-size 64
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -42,8 +44,10 @@ class StepTimer(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and self.start is not None:
             steps = trainer.global_step - self.warmup
+            peak_mib = (torch.cuda.max_memory_allocated() if torch.cuda.is_available() else
+                        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
             self.out.write_text(json.dumps({"seconds": time.perf_counter() - self.start, "steps": steps,
-                                            "world_size": trainer.world_size}))
+                                            "world_size": trainer.world_size, "peak_mib": peak_mib}))
 
 
 def run_pretraining(args: argparse.Namespace) -> None:
@@ -119,7 +123,8 @@ def main() -> None:
         work = Path(tmp)
         needed = args.batch_size * args.processes * (args.warmup + args.steps)
         images = write_images(work / "phantom", needed, args.img_size)
-        common = {"model": args.model, "img_size": args.img_size, "batch_per_process": args.batch_size,
+        common = {"benchmark": "ddp_scaling", "model": args.model, "img_size": args.img_size,
+                  "batch_per_process": args.batch_size,
                   "device": args.device, "precision": args.precision, "cpu_flags": cpu_flags(),
                   "threads_per_process": args.threads_per_process, "torch": torch.__version__}
         rates = {}
@@ -128,6 +133,9 @@ def main() -> None:
             rates[processes] = timed["steps"] * args.batch_size * processes / timed["seconds"]
             print(json.dumps({**common, "processes": processes, "metric": "images_per_s",
                               "value": round(rates[processes], 3), "steps": timed["steps"]}), flush=True)
+            print(json.dumps({**common, "processes": processes, "metric": "peak_memory_mib_rank0",
+                              "value": round(timed["peak_mib"], 1),
+                              "memory": "CUDA allocated" if args.device == "cuda" else "process RSS"}), flush=True)
         efficiency = rates[args.processes] / (args.processes * rates[1])
         print(json.dumps({**common, "processes": args.processes, "metric": "scaling_efficiency",
                           "value": round(efficiency, 3), "baseline": "1 process, same run"}), flush=True)

@@ -1,6 +1,8 @@
 """Every training command, one after the other, in the same 2 CPU processes (gloo): run as a script by
 test_ddp_commands.py. Lightning's launcher starts rank 1 by re-running this script when the first command trains;
-both ranks then go through the same commands, as a k-fold study does.
+both ranks then go through the same commands, as a k-fold study does. Every command trains 2 epochs, so each rank
+takes at least 2 optimiser steps: DDP (without ``find_unused_parameters``) stops at the second step when a trainable
+parameter got no gradient in the first.
 
 Usage: python ddp_commands.py DATA_DIR SAM_CHECKPOINT ENCODER OUT_DIR
 Writes OUT_DIR/exit_codes_<rank>.json: {command name: exit code}.
@@ -15,11 +17,11 @@ from sonofm.cli.main import main
 
 DATA, SAM, ENCODER, OUT = (Path(arg) for arg in sys.argv[1:5])
 DDP = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--num-workers", "0", "--no-progress"]
-VIT = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 4}", "--img-size", "32", "--epochs", "1",
+VIT = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 4}", "--img-size", "32", "--epochs", "2",
        "--batch-size", "4", "--precision", "32"]
-SEG = ["--set", "seg.head=linear", "--set", "seg.epochs=1", "--set", "seg.batch_size=4", "--set", "seg.num_workers=0",
-       "--set", "seg.precision=32", "--set", "seg.accelerator=cpu", "--set", "seg.devices=2", "--set", "seg.strategy=ddp"]
-SAM_TRAIN = ["--epochs", "1", "--batch-size", "4", "--precision", "32"]
+SEG = ["--set", "seg.head=linear", "--set", "seg.epochs=2", "--set", "seg.batch_size=4",
+       "--set", "seg.num_workers=0", "--set", "seg.precision=32", "--set", "seg.accelerator=cpu", "--set", "seg.devices=2", "--set", "seg.strategy=ddp"]
+SAM_TRAIN = ["--epochs", "2", "--batch-size", "4", "--precision", "32"]
 
 COMMANDS: dict[str, list[str]] = {
     "finetune_cls": ["finetune", "cls", "--data", str(DATA / "cls"), *VIT, "--out", str(OUT / "cls")],
@@ -35,7 +37,7 @@ COMMANDS: dict[str, list[str]] = {
                           "mim.mask_patch=16", "--set", "mim.fill=mean", "--set", "figure_every=0",
                           "--out", str(OUT / "mim_mean")],
     "pretrain_aclus": ["pretrain", "aclus", "--data", str(DATA / "seg" / "images"), "--masks",
-                       str(DATA / "seg" / "masks"), "--model", "resnet18", "--img-size", "32", "--epochs", "1",
+                       str(DATA / "seg" / "masks"), "--model", "resnet18", "--img-size", "32", "--epochs", "2",
                        "--batch-size", "4", "--precision", "32", "--set", "aclus.num_ids=4", "--out",
                        str(OUT / "aclus")],
     "sam_finetune": ["sam", "finetune", "--data", str(DATA / "seg"), "--sam-checkpoint", str(SAM), "--sam-type",

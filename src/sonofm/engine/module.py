@@ -17,8 +17,9 @@ class SeededTrainingModule(L.LightningModule):
     """AdamW (or ``optim.optimizer``) + layer-wise LR decay + warmup-cosine per optimiser step, and reseeding at every
     epoch.
 
-    ``seed``: every epoch reseeds the global RNG (drop path, dropout) with ``seed`` and the epoch, so a resumed run
-    draws the same masks as an uninterrupted one (data order and augmentation are seeded by ``SeededEpochSampler``).
+    ``seed``: every epoch reseeds the global RNG (drop path, dropout, MIM masks) with ``seed``, the epoch and the
+    global rank (each rank draws its own masks; rank 0 draws a 1-process run's), so a resumed run draws the same masks
+    as an uninterrupted one (data order and augmentation are seeded by ``SeededEpochSampler``).
     The wrapped ``model`` must offer ``layer_id(name)`` and ``num_layer_ids``. Warmup lasts
     ``optim.warmup_epochs`` epochs' worth of optimiser steps, also when training is bounded by ``max_steps``.
     """
@@ -30,14 +31,20 @@ class SeededTrainingModule(L.LightningModule):
         self.seed = seed
 
     def on_train_epoch_start(self) -> None:
-        torch.manual_seed(self.seed * 100_003 + self.current_epoch)
+        torch.manual_seed(self.seed * 100_003 + self.current_epoch + 1_000_003 * self.global_rank)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the global RNG (drop path, masks) so a run resumed from a mid-epoch checkpoint draws what it would have."""
-        checkpoint["torch_rng_state"] = torch.get_rng_state()
+        """Keep every rank's global RNG (drop path, masks) so a run resumed from a mid-epoch checkpoint draws what it
+        would have (called on every rank; rank 0 writes the file)."""
+        states = self.from_every_rank(torch.get_rng_state())
+        checkpoint["torch_rng_state"] = states[0]
+        checkpoint["torch_rng_state_per_rank"] = states
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "torch_rng_state" in checkpoint:
+        states = checkpoint.get("torch_rng_state_per_rank", [])
+        if len(states) == self.trainer.world_size:
+            torch.set_rng_state(states[self.global_rank])
+        elif "torch_rng_state" in checkpoint:
             torch.set_rng_state(checkpoint["torch_rng_state"])
 
     def evaluates(self, batch_idx: int) -> bool:

@@ -60,7 +60,8 @@ def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
             accelerator=config.accelerator, devices=devices, strategy=config.strategy, num_nodes=config.num_nodes,
             precision=resolve_precision(config.precision, config.accelerator),
             accumulate_grad_batches=config.accumulate, gradient_clip_val=config.optim.grad_clip or None,
-            callbacks=callbacks, plugins=plugins, logger=False, enable_progress_bar=config.progress, enable_model_summary=False,
+            callbacks=callbacks, plugins=plugins, logger=False, enable_progress_bar=config.progress,
+            enable_model_summary=False,
             num_sanity_val_steps=0, log_every_n_steps=1,
             # Training loaders share out their epochs themselves (SeededEpochSampler: exact resume on any number of
             # ranks); validation reads every split whole on each rank, so its metrics equal a 1-process run's.

@@ -24,24 +24,24 @@ from pathlib import Path
 
 import lightning as L
 
+from sonofm.atomic import atomic_write_json
 from sonofm.data.layouts import load_index
 from sonofm.data.records import DatasetIndex, Sample
 from sonofm.data.splits import fold_split, group_key, kfold_assignments, load_folds, load_split, save_folds, save_split
 from sonofm.data.validate import assert_valid
+from sonofm.engine.distributed import attach_run, is_rank_zero, rank_zero_first
+from sonofm.engine.trainer import Echo
 from sonofm.errors import SonofmError
 from sonofm.models import create_backbone
 from sonofm.models.state_dict_file import WeightsFile, read_weights_file
-from sonofm.atomic import atomic_write_json
-from sonofm.engine.distributed import attach_run, is_rank_zero, rank_zero_first
-from sonofm.runs.config import save_config
-from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.report.confusion_table import read_confusion_csv, write_confusion_csv
 from sonofm.report.figures import plot_confusion_matrix
-from sonofm.tasks.cls.finetune import ClsFinetuneConfig, finetune_classifier
-from sonofm.engine.trainer import Echo
 from sonofm.report.gradcam_examples import first_per_class, write_gradcam_examples
-from sonofm.workflows.kfold_summary import format_table, summarise_folds, write_folds_summary
+from sonofm.runs.config import save_config
+from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.runs.run_model import load_run_model
+from sonofm.tasks.cls.finetune import ClsFinetuneConfig, finetune_classifier
+from sonofm.workflows.kfold_summary import format_table, summarise_folds, write_folds_summary
 
 DEFAULT_FOLDS = 5
 TASKS = ("cls",)

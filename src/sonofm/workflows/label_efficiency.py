@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sonofm.errors import raise_first_failure
 from sonofm.atomic import atomic_write_json, atomic_write_text
+from sonofm.engine.config import FinetuneConfig
 from sonofm.engine.distributed import attach_run, rank_zero_first
+from sonofm.engine.trainer import Echo
+from sonofm.errors import raise_first_failure
+from sonofm.report.figures import plot_label_efficiency
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
-from sonofm.report.figures import plot_label_efficiency
 from sonofm.tasks.cls.finetune import ClsFinetuneConfig, finetune_classifier
-from sonofm.engine.trainer import Echo
-from sonofm.engine.config import FinetuneConfig
-from sonofm.tasks.seg.finetune import SegFinetuneConfig, finetune_segmenter
 from sonofm.tasks.mim.pretrain import MimPretrainConfig, pretrain_mim
+from sonofm.tasks.seg.finetune import SegFinetuneConfig, finetune_segmenter
 
 INITS = ("pretrained", "scratch")
 # task -> metrics reported (the first one is plotted)

@@ -10,20 +10,20 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.data.anatomy_maps import Pair, find_anatomy_pairs
+from sonofm.engine.config import PretrainingConfig
+from sonofm.engine.data import make_loader
+from sonofm.engine.distributed import attach_run, rank_zero_first
+from sonofm.engine.epoch_log import EpochCsvLog
+from sonofm.engine.trainer import Echo, fit_resuming, make_trainer
 from sonofm.errors import SonofmError
 from sonofm.methods.aclus.dataset import AclusDataset
 from sonofm.methods.aclus.model import AclusConfig, AclusModel
 from sonofm.models import save_backbone_weights
-from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.tasks.aclus.module import AclusModule, LarsConfig
-from sonofm.engine.epoch_log import EpochCsvLog
-from sonofm.engine.trainer import Echo, fit_resuming, make_trainer
-from sonofm.engine.distributed import attach_run, rank_zero_first
-from sonofm.engine.data import make_loader
-from sonofm.engine.config import PretrainingConfig
 
 ACLUS_MODELS = ("resnet18", "resnet50")
 

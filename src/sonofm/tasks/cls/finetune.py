@@ -10,26 +10,26 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
+from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.data.datasets import ClassificationDataset
 from sonofm.data.layouts import load_index
 from sonofm.data.records import DatasetIndex
 from sonofm.data.validate import assert_valid
+from sonofm.engine.config import FinetuneConfig
+from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
+from sonofm.engine.distributed import attach_run, rank_zero_first
+from sonofm.engine.trainer import Echo, checkpoint_epoch, evaluation_trainer, fit_selecting_best, write_training_curves
 from sonofm.metrics.classification import classification_metrics, confusion_matrix
 from sonofm.models import create_backbone
 from sonofm.models.classifier import ImageClassifier
 from sonofm.models.state_dict_file import WeightsFile
-from sonofm.atomic import atomic_write_json, atomic_write_text
+from sonofm.report.confusion_table import write_confusion_csv
+from sonofm.report.figures import plot_confusion_matrix
 from sonofm.runs.config import save_config
 from sonofm.runs.model_file import save_model
 from sonofm.runs.run_folder import RunFolder, prepare_run
-from sonofm.tasks.cls.module import ClassificationModule, inverse_frequency_weights
-from sonofm.report.confusion_table import write_confusion_csv
-from sonofm.report.figures import plot_confusion_matrix
-from sonofm.engine.trainer import Echo, checkpoint_epoch, evaluation_trainer, fit_selecting_best, write_training_curves
-from sonofm.engine.config import FinetuneConfig
-from sonofm.engine.distributed import attach_run, rank_zero_first
-from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
 from sonofm.tasks.cls.freezing import MODES
+from sonofm.tasks.cls.module import ClassificationModule, inverse_frequency_weights
 
 CURVE_METRICS = ("train/accuracy", "val/accuracy", "val/balanced_accuracy", "val/macro_f1")
 PRETRAINED_HEAD_INIT_SCALE = 0.001

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from sonofm.engine.module import SeededTrainingModule
+from sonofm.engine.optim import OptimConfig
 from sonofm.metrics.classification import classification_metrics
 from sonofm.models.classifier import ImageClassifier
 from sonofm.tasks.cls.freezing import eval_frozen_modules, freeze_backbone
-from sonofm.engine.optim import OptimConfig
-from sonofm.engine.module import SeededTrainingModule
 
 
 class ClassificationModule(SeededTrainingModule):

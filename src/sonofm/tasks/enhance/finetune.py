@@ -10,25 +10,25 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from sonofm.atomic import atomic_write, atomic_write_json
 from sonofm.data.degradations import DegradationConfig
 from sonofm.data.layouts import load_index
 from sonofm.data.records import DatasetIndex, Sample
 from sonofm.data.splits import load_split
 from sonofm.data.unlabeled import scan_image_folders
+from sonofm.engine.config import FinetuneConfig
+from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
+from sonofm.engine.distributed import attach_run, rank_zero_first
+from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, load_best_weights, write_training_curves
 from sonofm.errors import SonofmError
 from sonofm.metrics.enhancement import enhancement_metrics
 from sonofm.models import create_backbone
 from sonofm.models.enhancer import ImageEnhancer
-from sonofm.atomic import atomic_write, atomic_write_json
+from sonofm.report.figures import plt, save_figure
 from sonofm.runs.config import save_config
 from sonofm.runs.model_file import save_model
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.tasks.enhance.module import METRICS, EnhancementDataset, EnhancementModule
-from sonofm.report.figures import plt, save_figure
-from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, load_best_weights, write_training_curves
-from sonofm.engine.config import FinetuneConfig
-from sonofm.engine.distributed import attach_run, rank_zero_first
-from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
 
 CURVE_METRICS = ("val/psnr", "val/psnr_fan", "val/ssim", "val/ssim_fan")
 EXAMPLE_IMAGES = 6

@@ -15,10 +15,10 @@ from sonofm.data.fan_mask import detect_fan_mask
 from sonofm.data.image_io import read_image
 from sonofm.data.records import Sample
 from sonofm.data.sampling import ItemKey, item_generator
+from sonofm.engine.module import SeededTrainingModule
+from sonofm.engine.optim import OptimConfig
 from sonofm.metrics.enhancement import enhancement_metrics, ssim
 from sonofm.models.enhancer import ImageEnhancer
-from sonofm.engine.optim import OptimConfig
-from sonofm.engine.module import SeededTrainingModule
 
 Batch = tuple[Tensor, Tensor, Tensor]
 METRICS = ("psnr", "ssim", "psnr_fan", "ssim_fan")

@@ -10,23 +10,23 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.data.unlabeled import ImagePool, PretrainImageDataset, scan_image_folders
+from sonofm.engine.config import PretrainingConfig
+from sonofm.engine.data import make_loader
+from sonofm.engine.distributed import attach_run, rank_zero_first
+from sonofm.engine.epoch_log import EpochCsvLog
+from sonofm.engine.module import MidEpochResume
+from sonofm.engine.optim import OptimConfig
+from sonofm.engine.trainer import Echo, fit_resuming, make_trainer, trained_model
 from sonofm.errors import SonofmError
 from sonofm.methods.mim.model import MaskedImageModel, MimConfig
 from sonofm.models import create_backbone, patch_size_of, save_backbone_weights
 from sonofm.models.usfm_export import export_usfm_checkpoint
 from sonofm.models.usfm_vit import UsfmViT
-from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
-from sonofm.engine.epoch_log import EpochCsvLog
-from sonofm.engine.trainer import Echo, fit_resuming, make_trainer, trained_model
-from sonofm.engine.distributed import attach_run, rank_zero_first
-from sonofm.engine.data import make_loader
 from sonofm.tasks.mim.module import MimModule, ReconstructionFigures
-from sonofm.engine.optim import OptimConfig
-from sonofm.engine.config import PretrainingConfig
-from sonofm.engine.module import MidEpochResume
 
 OFFICIAL_EXPORT = "encoder_usfm_layout.pth"
 FIGURE_DIR = "reconstructions"

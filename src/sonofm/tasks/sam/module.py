@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sonofm.engine.module import SeededTrainingModule
+from sonofm.engine.optim import OptimConfig
 from sonofm.metrics.segmentation import SegmentationMetrics
 from sonofm.sam.adapted import AdaptedSam
 from sonofm.sam.losses import bce_dice_loss
 from sonofm.sam.prompts import prompts_from_masks
-from sonofm.engine.optim import OptimConfig
-from sonofm.engine.module import SeededTrainingModule
 
 Batch = tuple[Tensor, Tensor]  # images (B, 3, S, S) or cached embeddings (B, C, h, w); masks int64 (B, S, S)
 STAGES = ("adapt", "prompter")

@@ -17,28 +17,29 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from sonofm.atomic import atomic_write_json
 from sonofm.data.datasets import SegmentationDataset
 from sonofm.data.layouts import load_index
 from sonofm.data.records import DatasetIndex, Sample
 from sonofm.data.sampling import ItemKey, item_generator
 from sonofm.data.validate import assert_valid
+from sonofm.engine.config import TrainingConfig
+from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
+from sonofm.engine.distributed import attach_run, rank_zero_first
+from sonofm.engine.optim import OptimConfig
+from sonofm.engine.precision import autocast_for, inference_device
+from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, load_best_weights, write_training_curves
 from sonofm.errors import SonofmError
-from sonofm.atomic import atomic_write_json
 from sonofm.runs.config import save_config
 from sonofm.runs.model_file import read_model_metadata, save_tensors
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.sam.adapted import ENCODER_TUNINGS, AdaptedSam, build_adapted_sam, load_adapted_sam
 from sonofm.sam.prompts import check_prompt_kinds
-from sonofm.sam.registry import PATCH_SIZE as SAM_PATCH_SIZE, SAM_TYPES
-from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, load_best_weights, write_training_curves
-from sonofm.engine.config import TrainingConfig
-from sonofm.engine.distributed import attach_run, rank_zero_first
-from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
-from sonofm.engine.optim import OptimConfig
+from sonofm.sam.registry import PATCH_SIZE as SAM_PATCH_SIZE
+from sonofm.sam.registry import SAM_TYPES
 from sonofm.tasks.sam.evaluation import evaluate_sam, plot_sam_examples
 from sonofm.tasks.sam.module import PromptSampling, SamLossConfig, SamModule
 from sonofm.tasks.seg.evaluation import pixel_size_column, write_per_image_csv
-from sonofm.engine.precision import autocast_for, inference_device
 
 EXAMPLE_IMAGES = 6
 

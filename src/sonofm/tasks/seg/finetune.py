@@ -8,20 +8,20 @@ from typing import Any
 
 import lightning as L
 
+from sonofm.atomic import atomic_write_json
 from sonofm.data.datasets import SegmentationDataset
 from sonofm.data.layouts import load_index
 from sonofm.data.records import DatasetIndex, Sample
 from sonofm.data.validate import assert_valid
+from sonofm.engine.config import FinetuneConfig
+from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
+from sonofm.engine.distributed import attach_run, rank_zero_first
+from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, load_best_weights, write_training_curves
 from sonofm.models import create_backbone
 from sonofm.models.segmenter import SEG_HEADS, Segmenter
-from sonofm.atomic import atomic_write_json
 from sonofm.runs.config import save_config
 from sonofm.runs.model_file import save_model
 from sonofm.runs.run_folder import RunFolder, prepare_run
-from sonofm.engine.trainer import Echo, checkpoint_epoch, fit_selecting_best, load_best_weights, write_training_curves
-from sonofm.engine.config import FinetuneConfig
-from sonofm.engine.distributed import attach_run, rank_zero_first
-from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
 from sonofm.tasks.seg.evaluation import evaluate_segmentation, pixel_size_column, plot_examples, write_per_image_csv
 from sonofm.tasks.seg.module import SegmentationModule
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from sonofm.metrics.segmentation import SegmentationMetrics
-from sonofm.models.segmenter import Segmenter
 from sonofm.engine.module import SeededTrainingModule
 from sonofm.engine.optim import OptimConfig
+from sonofm.metrics.segmentation import SegmentationMetrics
+from sonofm.models.segmenter import Segmenter
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # images (B, 3, S, S), label maps int64 (B, S, S)
 
