@@ -131,3 +131,21 @@ def test_a_run_saved_with_keys_in_another_order_resumes(tmp_path):
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(dict(reversed(saved.items())), sort_keys=False))
     _, resuming = prepare_run(tmp_path / "run", config)
     assert resuming
+
+
+def failures(config) -> str:
+    """Every message of a failed check of ``config``, one per line."""
+    return "\n".join(message for ok, message in config.checks() if not ok)
+
+
+@pytest.mark.parametrize("cls", [ClsFinetuneConfig, SegFinetuneConfig, EnhanceFinetuneConfig, AclusPretrainConfig,
+                                 SamFinetuneConfig], ids=lambda cls: cls.__name__)
+def test_fsdp_is_refused_where_the_command_does_not_shard(cls):
+    assert "--strategy fsdp: only `pretrain mim` shards its model" in failures(cls(strategy="fsdp"))
+    assert "only `pretrain mim`" not in failures(MimPretrainConfig(strategy="fsdp"))
+
+
+def test_fsdp_needs_cuda_and_sync_batchnorm_is_on_by_default():
+    config = MimPretrainConfig(strategy="fsdp", accelerator="cpu")
+    assert "--strategy fsdp shards the model over CUDA GPUs and none is usable" in failures(config)
+    assert MimPretrainConfig().sync_batchnorm and not MimPretrainConfig(sync_batchnorm=False).sync_batchnorm
