@@ -3,6 +3,7 @@
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -55,6 +56,7 @@ def test_parquet_matches_npz_and_pools_differ(weights, images, npz, tmp_path, ca
     assert main([*base, "--out", str(tmp_path / "cls.npz"), "--pool", "cls"]) == 0
     table = pq.read_table(tmp_path / "emb.parquet")
     assert table.column_names == ["path", "name", "embedding"]
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 192)  # fixed size: no 32-bit offsets
     parquet = np.array(table.column("embedding").to_pylist(), dtype=np.float32)
     mean = np.load(npz)
     np.testing.assert_allclose(parquet, mean["embeddings"], atol=1e-5)

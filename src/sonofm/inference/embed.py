@@ -98,7 +98,7 @@ def embed(input_path: str | Path, out: str | Path, weights: str | Path | None = 
 
 def write_embeddings(out: Path, paths: list[Path], embeddings: np.ndarray) -> Path:
     """``.npz``: ``embeddings`` (N, D) float32, ``paths`` and ``names`` (str). ``.parquet``: columns ``path``,
-    ``name`` and ``embedding`` (list<float32>, D values per row)."""
+    ``name`` and ``embedding`` (``fixed_size_list<float32>[D]``: no offsets, so no 2**31-value limit on N x D)."""
     path_strings = np.array([str(path) for path in paths])
     names = np.array([path.name for path in paths])
     if out.suffix.lower() == ".npz":
@@ -115,7 +115,6 @@ def write_embeddings(out: Path, paths: list[Path], embeddings: np.ndarray) -> Pa
     table = pa.table({
         "path": pa.array(path_strings.tolist(), type=pa.string()),
         "name": pa.array(names.tolist(), type=pa.string()),
-        "embedding": pa.ListArray.from_arrays(pa.array(np.arange(0, len(paths) * dim + 1, dim, dtype=np.int32)),
-                                              values),
+        "embedding": pa.FixedSizeListArray.from_arrays(values, dim),
     })
     return atomic_write(out, lambda tmp: pq.write_table(table, str(tmp)))
