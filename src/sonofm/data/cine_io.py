@@ -1,13 +1,17 @@
 """Read cine loops (MP4, AVI, GIF) frame by frame with PyAV, as ``uint8 (H, W, 3)`` arrays.
 
-Decoded clips are kept in a small per-process LRU cache, so random frame access from a DataLoader decodes each
-clip once per worker instead of once per frame.
+A frame is decoded by seeking: the container's packet index (read once per clip without decoding, kept in a small
+per-process LRU cache) gives each frame's presentation time and the keyframes; reading frame ``i`` seeks to the last
+keyframe at or before it and decodes forward to it, so it costs at most one group of pictures, not the whole clip.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +22,31 @@ from sonofm.errors import SonofmError, first_line
 CINE_EXTENSIONS = (".mp4", ".avi", ".gif")
 """File extensions (lower case) read as cine loops."""
 
-CACHE_CLIPS = 4
-"""Decoded clips kept per process."""
+CACHE_CLIPS = 1024
+"""Clip indexes kept per process (a few KiB each)."""
 
-_cache: OrderedDict[tuple[str, float], list[np.ndarray]] = OrderedDict()
+
+@dataclass(frozen=True)
+class ClipIndex:
+    """Presentation times of a clip's frames, in display order, and those of its keyframes (stream time base)."""
+
+    stamps: tuple[int, ...]
+    keyframes: tuple[int, ...]
+
+    def seek_stamp(self, index: int) -> int:
+        """The last keyframe at or before frame ``index`` (the first frame when the index marks none)."""
+        target = self.stamps[index]
+        position = bisect.bisect_right(self.keyframes, target)
+        return self.keyframes[position - 1] if position else self.stamps[0]
+
+
+_cache: OrderedDict[tuple[str, float], ClipIndex] = OrderedDict()
 _lock = threading.Lock()  # validation decodes from several threads
 
 
-def _decode_all(path: Path) -> list[np.ndarray]:
-    """Every frame of ``path`` as ``uint8 (H, W, 3)``; SonofmError naming the file on any failure."""
+def _read_index(path: Path) -> ClipIndex:
+    """The packet index of ``path``'s first video stream, read without decoding; SonofmError naming the file on any
+    failure."""
     import av
 
     if not path.is_file():
@@ -35,15 +55,65 @@ def _decode_all(path: Path) -> list[np.ndarray]:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise SonofmError(f"cannot read cine {path}: no video stream")
-            _require_plausible_size(container.streams.video[0], path)
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+            stream = container.streams.video[0]
+            _require_plausible_size(stream, path)
+            stamps, keyframes = [], []
+            for packet in container.demux(stream):
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if packet.size == 0 or stamp is None:  # the demuxer's end-of-stream marker
+                    continue
+                stamps.append(stamp)
+                if packet.is_keyframe:
+                    keyframes.append(stamp)
     except SonofmError:
         raise
     except Exception as error:  # av.error.* for corrupt or truncated data
         raise SonofmError(f"cannot read cine {path}: truncated or corrupt ({first_line(error)})") from None
-    if not frames:
+    if not stamps:
         raise SonofmError(f"cannot read cine {path}: no decodable frames")
-    return frames
+    return ClipIndex(tuple(sorted(stamps)), tuple(sorted(keyframes)))
+
+
+def clip_index(path: str | Path) -> ClipIndex:
+    """The (cached) packet index of a clip."""
+    path = Path(path)
+    key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0)
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    index = _read_index(path)
+    with _lock:
+        _cache[key] = index
+        while len(_cache) > CACHE_CLIPS:
+            _cache.popitem(last=False)
+    return index
+
+
+def _decoded_frames(container, stream) -> Iterator:
+    """The frames the decoder returns from the container's current position (one place to count them in tests)."""
+    yield from container.decode(stream)
+
+
+def _decode_frame(path: Path, index: ClipIndex, frame: int) -> np.ndarray:
+    """Frame ``frame`` of ``path``: seek to its keyframe, decode forward to its presentation time."""
+    import av
+
+    target = index.stamps[frame]
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            container.seek(index.seek_stamp(frame), stream=stream, backward=True)
+            for decoded in _decoded_frames(container, stream):
+                stamp = decoded.pts if decoded.pts is not None else decoded.dts
+                if stamp == target:
+                    return decoded.to_ndarray(format="rgb24")
+                if stamp is not None and stamp > target:
+                    break
+    except Exception as error:  # av.error.* for corrupt or truncated data
+        raise SonofmError(f"cannot read cine {path}: frame {frame} is truncated or corrupt "
+                          f"({first_line(error)})") from None
+    raise SonofmError(f"cannot read cine {path}: frame {frame} could not be decoded")
 
 
 def _require_plausible_size(stream, path: Path) -> None:
@@ -55,30 +125,14 @@ def _require_plausible_size(stream, path: Path) -> None:
                           "(Pillow decompression-bomb limit)")
 
 
-def cine_frames(path: str | Path) -> list[np.ndarray]:
-    """All frames of a clip (cached; treat the arrays as read-only)."""
-    path = Path(path)
-    key = (str(path.resolve()), path.stat().st_mtime if path.exists() else 0.0)
-    with _lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    frames = _decode_all(path)
-    with _lock:
-        _cache[key] = frames
-        while len(_cache) > CACHE_CLIPS:
-            _cache.popitem(last=False)
-    return frames
-
-
 def cine_frame_count(path: str | Path) -> int:
-    """Number of decodable frames."""
-    return len(cine_frames(path))
+    """Number of frames, from the container's packet index (nothing is decoded)."""
+    return len(clip_index(path).stamps)
 
 
 def read_cine_frame(path: str | Path, index: int) -> np.ndarray:
-    """Frame ``index`` as a writable ``uint8 (H, W, 3)`` copy."""
-    frames = cine_frames(path)
-    if not 0 <= index < len(frames):
-        raise SonofmError(f"cannot read cine {path}: frame {index} out of range ({len(frames)} frames)")
-    return frames[index].copy()
+    """Frame ``index`` as a writable ``uint8 (H, W, 3)`` array."""
+    clip = clip_index(path)
+    if not 0 <= index < len(clip.stamps):
+        raise SonofmError(f"cannot read cine {path}: frame {index} out of range ({len(clip.stamps)} frames)")
+    return _decode_frame(Path(path), clip, index)
