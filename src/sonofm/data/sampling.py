@@ -3,7 +3,7 @@ distributed run: exact resume, on one process or several."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -29,13 +29,24 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
     distributed run (a process group exists) each of the ``W`` ranks takes every ``W``-th key of the epoch's order,
     padded with its first keys to a multiple of ``W`` so every rank takes as many steps; sonofm's trainers therefore
     turn Lightning's own distributed sampler off.
+
+    ``sources`` (one source id per position, e.g. the organ or archive an image came from) balances the epoch: it
+    still has ``num_samples`` draws, split equally between the sources (the remainder to sources chosen at random);
+    within a source the draws walk through fresh permutations of its positions, so a small source repeats its images
+    and a large one is subsampled without repeats.
     """
 
-    def __init__(self, num_samples: int, seed: int = 0) -> None:
+    def __init__(self, num_samples: int, seed: int = 0, sources: Sequence[int] | None = None) -> None:
         self.num_samples = num_samples
         self.seed = seed
         self.epoch = 0
         self._resume: tuple[int, int] | None = None
+        self._members: list[torch.Tensor] | None = None
+        if sources is not None:
+            if len(sources) != num_samples:
+                raise ValueError(f"{len(sources)} source ids for {num_samples} samples")
+            ids = torch.as_tensor(list(sources), dtype=torch.long)
+            self._members = [torch.nonzero(ids == source).flatten() for source in torch.unique(ids).tolist()]
 
     def resume_at(self, epoch: int, position: int) -> None:
         """Make the next pass over ``epoch`` start at ``position`` of this rank's share (a run resumed mid-epoch)."""
@@ -50,7 +61,10 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.num_samples, generator=generator).tolist()
+        if self._members is None:
+            order = torch.randperm(self.num_samples, generator=generator).tolist()
+        else:
+            order = _balanced_order(self._members, self.num_samples, generator)
         seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator).tolist()
         keys = list(zip(order, seeds))
         rank, world = _rank_and_world()
@@ -59,6 +73,19 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
         start = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
         self._resume = None
         yield from keys[start:]
+
+
+def _balanced_order(members: list[torch.Tensor], total: int, generator: torch.Generator) -> list[int]:
+    """``total`` positions, an equal share (+-1) from each group of ``members``, shuffled together."""
+    quota = torch.full((len(members),), total // len(members), dtype=torch.long)
+    quota[torch.randperm(len(members), generator=generator)[: total % len(members)]] += 1
+    drawn = []
+    for positions, need in zip(members, quota.tolist()):
+        rounds = -(-need // len(positions))
+        picks = torch.cat([torch.randperm(len(positions), generator=generator) for _ in range(rounds)])[:need]
+        drawn.append(positions[picks])
+    order = torch.cat(drawn)
+    return order[torch.randperm(total, generator=generator)].tolist()
 
 
 def _rank_and_world() -> tuple[int, int]:

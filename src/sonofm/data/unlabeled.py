@@ -47,6 +47,19 @@ class ImagePool:
         )
 
 
+def source_ids(files: Sequence[Path], folders: Sequence[str | Path]) -> tuple[list[int], list[str]]:
+    """The source of each file: the index of the first of ``folders`` it lies under (a scan lists each file under
+    the folder it came from), and the folders' names. Raises SonofmError for a file under none of them."""
+    roots = [Path(folder) for folder in folders]
+    ids = []
+    for file in files:
+        source = next((index for index, root in enumerate(roots) if file.is_relative_to(root)), None)
+        if source is None:
+            raise SonofmError(f"{file} lies under none of the --data folders {', '.join(map(str, folders))}")
+        ids.append(source)
+    return ids, [str(root) for root in roots]
+
+
 def scan_image_folders(paths: Sequence[str | Path], progress: bool = False, dedup: bool = True) -> ImagePool:
     """Scan ``paths`` (folders) recursively for images; with ``dedup`` the first of several files with equal bytes
     is kept (without, every readable file is).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -34,11 +35,14 @@ def load_or_make_splits(run: RunFolder, index: DatasetIndex, config: TrainingCon
     return splits
 
 
-def make_loader(dataset: Dataset, config: Any, train: bool) -> DataLoader:
-    """A loader with ``config.batch_size``, ``num_workers`` and ``seed``. Training loaders shuffle with a :class:`SeededEpochSampler` (exact resume) and drop a ragged last batch."""
+def make_loader(dataset: Dataset, config: Any, train: bool, sources: Sequence[int] | None = None) -> DataLoader:
+    """A loader with ``config.batch_size``, ``num_workers`` and ``seed``. Training loaders shuffle with a
+    :class:`SeededEpochSampler` (exact resume; balanced over ``sources`` when given, one id per item) and drop a
+    ragged last batch."""
     size = len(dataset)
+    sampler = SeededEpochSampler(size, config.seed, sources) if train else None
     return DataLoader(
-        dataset, batch_size=config.batch_size, sampler=SeededEpochSampler(size, config.seed) if train else None,
+        dataset, batch_size=config.batch_size, sampler=sampler,
         drop_last=train and size > config.batch_size, num_workers=config.num_workers,
         pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(config.seed),
     )

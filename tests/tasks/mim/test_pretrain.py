@@ -4,11 +4,14 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from sonofm.data.phantom import write_phantom_dataset
@@ -159,3 +162,33 @@ def test_two_process_cpu_ddp(phantom_images, tmp_path):
     # 48 images over 2 ranks of batch 8: 3 optimiser steps per epoch, not 6
     assert metrics["steps"] == 6
     assert (out / OFFICIAL_EXPORT).is_file()
+
+
+class EpochKeys(L.Callback):
+    """The positions the training sampler deals out in each epoch."""
+
+    def __init__(self) -> None:
+        self.epochs: list[list[int]] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epochs.append([position for position, _ in trainer.train_dataloader.sampler])
+
+
+def test_balance_source_draws_each_data_folder_equally(tmp_path):
+    rng = np.random.default_rng(0)
+    for folder, count in (("liver", 12), ("thyroid", 3)):
+        (tmp_path / folder).mkdir()
+        for index in range(count):
+            Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(tmp_path / folder / f"{index}.png")
+    data = [str(tmp_path / "liver"), str(tmp_path / "thyroid")]
+    keys, lines = EpochKeys(), []
+    config = small_config(data, epochs=2, batch_size=5, figure_every=0, balance="source")
+    pretrain_mim(config, tmp_path / "run", echo=lines.append, callbacks=[keys])
+    assert any(line.startswith("balanced over 2 sources") for line in lines), lines
+    files = (tmp_path / "run" / "images.txt").read_text().split()
+    for epoch in keys.epochs:
+        counts = Counter(Path(files[position]).parent.name for position in epoch)
+        assert sorted(counts.values()) == [7, 8], counts  # 15 draws per epoch, not 12 liver and 3 thyroid
+    config.balance = "organ"
+    with pytest.raises(SonofmError, match="--balance must be one of None, source, got 'organ'"):
+        pretrain_mim(config, tmp_path / "other", echo=quiet)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -11,7 +12,12 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from sonofm.atomic import atomic_write_json, atomic_write_text
-from sonofm.data.unlabeled import ImagePool, PretrainImageDataset, scan_image_folders
+from sonofm.data.unlabeled import (
+    ImagePool,
+    PretrainImageDataset,
+    scan_image_folders,
+    source_ids,
+)
 from sonofm.engine.config import PretrainingConfig
 from sonofm.engine.data import make_loader
 from sonofm.engine.distributed import attach_run, rank_zero_first
@@ -30,6 +36,7 @@ from sonofm.tasks.mim.module import MimModule, ReconstructionFigures
 
 OFFICIAL_EXPORT = "encoder_usfm_layout.pth"
 FIGURE_DIR = "reconstructions"
+BALANCE = (None, "source")  # --balance: every image once per epoch, or each --data folder equally often
 
 
 def _pretrain_optim() -> OptimConfig:
@@ -43,7 +50,8 @@ class MimPretrainConfig(PretrainingConfig):
 
     ``model_args`` go to the backbone; USFM ViTs default to one relative position table shared by all blocks
     (``shared_rel_pos_bias``), as USFM's released weights have, so the export in the official layout is exact.
-    ``figure_every`` is in optimiser steps (0: only at the end).
+    ``figure_every`` is in optimiser steps (0: only at the end). ``balance="source"`` draws the images of each
+    ``--data`` folder equally often per epoch (USFM's organ balance; None: every image once per epoch).
     """
 
     model: str = "usfm_vit_base_patch16"
@@ -51,6 +59,7 @@ class MimPretrainConfig(PretrainingConfig):
     drop_path: float = 0.1
     figure_every: int = 500
     figure_images: int = 6
+    balance: str | None = None
     shards_models: ClassVar[bool] = True
     mim: MimConfig = field(default_factory=MimConfig)
     optim: OptimConfig = field(default_factory=_pretrain_optim)
@@ -60,6 +69,7 @@ class MimPretrainConfig(PretrainingConfig):
             *super().checks(),
             (self.figure_every >= 0, "figure_every must be >= 0"),
             (self.figure_images >= 1, f"figure_images must be >= 1, got {self.figure_images}"),
+            (self.balance in BALANCE, f"--balance must be one of {', '.join(map(str, BALANCE))}, got {self.balance!r}"),
             *self.mim.checks(self.img_size, patch_size_of(self.model)),
         ]
 
@@ -91,7 +101,9 @@ def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = F
          f"{len(files)} images, batch {config.batch_size} x {config.accumulate} accumulated")
 
     module = MimModule(model, config.optim, seed=config.seed)
-    loader = make_loader(PretrainImageDataset(files, config.img_size, train=True), config, train=True)
+    sources = _balanced_sources(files, config, echo)
+    loader = make_loader(PretrainImageDataset(files, config.img_size, train=True), config, train=True,
+                         sources=sources)
     shown = PretrainImageDataset(files[:: max(1, len(files) // config.figure_images)][: config.figure_images],
                                  config.img_size, train=False)
     figures = ReconstructionFigures(torch.stack([shown[i] for i in range(len(shown))]), run.path / FIGURE_DIR,
@@ -123,6 +135,18 @@ def _load_or_scan_images(run: RunFolder, config: MimPretrainConfig, resuming: bo
         raise SonofmError(f"no usable images in {', '.join(config.data)}")
     atomic_write_text(listing, "".join(f"{path}\n" for path in pool.files))
     return pool.files
+
+
+def _balanced_sources(files: list[Path], config: MimPretrainConfig, echo: Echo) -> list[int] | None:
+    """With ``balance="source"``: the ``--data`` folder of each image (and one line on the balance), else None."""
+    if config.balance is None:
+        return None
+    ids, names = source_ids(files, config.data)
+    counts = Counter(ids)
+    share = len(files) / len(counts)
+    echo(f"balanced over {len(counts)} sources, about {share:.0f} draws each per epoch: "
+         + ", ".join(f"{names[source]} ({counts[source]} images)" for source in sorted(counts)))
+    return ids
 
 
 def _export(run: RunFolder, model: MaskedImageModel) -> None:
