@@ -21,7 +21,7 @@ from sonofm.workflows.kfold import KfoldConfig
 from sonofm.workflows.label_efficiency import LabelEfficiencyConfig
 
 PATCH8 = "test_vit_patch8"
-HARDWARE = {"precision": "auto", "num_workers": 1, "accelerator": "auto", "devices": "1", "strategy": "auto",
+HARDWARE = {"precision": "auto", "num_workers": None, "accelerator": "auto", "devices": "1", "strategy": "auto",
             "num_nodes": 1, "sync_batchnorm": True, "progress": True}
 TRAINING_KEYS = {*HARDWARE, "data", "img_size", "epochs", "batch_size", "accumulate", "train_fraction", "seed",
                  "split_seed", "group_by", "split_ratios", "split_file", "optim"}

@@ -20,7 +20,8 @@ HARDWARE_FLAGS = {
 def add_hardware_flags(parser: argparse.ArgumentParser) -> None:
     """``--precision``, ``--num-workers``, ``--accelerator``, ``--devices``, ``--strategy``, ``--num-nodes``."""
     parser.add_argument("--precision", choices=["auto", "bf16", "32"], help="auto: bf16 autocast where the hardware is fast")
-    parser.add_argument("--num-workers", type=int, help="data-loading worker processes per device (default 1)")
+    parser.add_argument("--num-workers", type=int, help="data-loading worker processes per device (default: the machine's cores shared among the "
+                        "devices, less one each, at most 8)")
     parser.add_argument("--accelerator", help="auto (default), cpu or gpu")
     parser.add_argument("--devices", help="devices per machine (default 1)")
     parser.add_argument("--strategy", help="Lightning strategy: auto (default), ddp, fsdp, ...")

@@ -24,7 +24,7 @@ class HardwareConfig:
     run (``sync_batchnorm``), and whether to show progress bars."""
 
     precision: str = "auto"
-    num_workers: int = 1
+    num_workers: int | None = None  # None: from the cores (sonofm.data.workers.data_workers)
     accelerator: str = "auto"
     devices: str = "1"
     strategy: str = "auto"
@@ -37,6 +37,8 @@ class HardwareConfig:
         """``(ok, message)`` pairs; each config below extends the list."""
         return [(self.precision in PRECISIONS,
                  f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"),
+                (self.num_workers is None or self.num_workers >= 0,
+                 f"--num-workers must be >= 0, got {self.num_workers}"),
                 (not self.strategy.startswith("fsdp") or self.shards_models,
                  f"--strategy {self.strategy}: only `pretrain mim` shards its model (FSDP); this command's models fit "
                  f"on one device, use --strategy ddp"),

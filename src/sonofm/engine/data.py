@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from sonofm.data.records import DatasetIndex, Sample
 from sonofm.data.sampling import SeededEpochSampler
 from sonofm.data.splits import load_split, save_split, split_samples, train_fraction
+from sonofm.data.workers import data_workers
 from sonofm.engine.config import TrainingConfig
 from sonofm.errors import SonofmError
 from sonofm.runs.run_folder import RunFolder
@@ -36,16 +37,22 @@ def load_or_make_splits(run: RunFolder, index: DatasetIndex, config: TrainingCon
 
 
 def make_loader(dataset: Dataset, config: Any, train: bool, sources: Sequence[int] | None = None) -> DataLoader:
-    """A loader with ``config.batch_size``, ``num_workers`` and ``seed``. Training loaders shuffle with a
-    :class:`SeededEpochSampler` (exact resume; balanced over ``sources`` when given, one id per item) and drop a
-    ragged last batch."""
+    """A loader with ``config.batch_size``, ``num_workers`` (None: :func:`data_workers`; kept alive between epochs)
+    and ``seed``, pinning memory for a GPU. Training loaders shuffle with a :class:`SeededEpochSampler` (exact
+    resume; balanced over ``sources`` when given, one id per item) and drop a ragged last batch."""
     size = len(dataset)
     sampler = SeededEpochSampler(size, config.seed, sources) if train else None
+    workers = data_workers(config.num_workers, processes_on_this_machine(config))
     return DataLoader(
         dataset, batch_size=config.batch_size, sampler=sampler,
-        drop_last=train and size > config.batch_size, num_workers=config.num_workers,
+        drop_last=train and size > config.batch_size, num_workers=workers, persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(), generator=torch.Generator().manual_seed(config.seed),
     )
+
+
+def processes_on_this_machine(config: Any) -> int:
+    """Training processes per machine: ``--devices`` when it is a count (1 for ``auto`` and device lists)."""
+    return int(config.devices) if str(config.devices).isdigit() else 1
 
 
 def describe_start(index: DatasetIndex, splits: dict[str, list[Sample]], run: RunFolder, resuming: bool) -> str:

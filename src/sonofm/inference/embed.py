@@ -11,15 +11,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from sonofm.atomic import atomic_write
 from sonofm.data.datasets import ImageFileDataset
 from sonofm.data.inputs import find_input_images
+from sonofm.data.workers import data_workers
+from sonofm.engine.precision import autocast_for, inference_device
 from sonofm.errors import SonofmError
 from sonofm.models import create_backbone
 from sonofm.models.state_dict_file import read_weights_file
-from sonofm.atomic import atomic_write
 from sonofm.runs.model_file import decode_metadata
 from sonofm.runs.run_model import load_run_model
-from sonofm.engine.precision import autocast_for, inference_device
 
 POOLS = ("cls", "mean")
 FORMATS = (".npz", ".parquet")
@@ -62,7 +63,7 @@ def embed_images(backbone: nn.Module, paths: list[Path], img_size: int, pool: st
     prefix = backbone.num_prefix_tokens
     if pool == "cls" and prefix == 0:
         raise SonofmError(f"backbone {backbone.backbone_name} has no summary token; use --pool mean")
-    loader = DataLoader(ImageFileDataset(paths, img_size), batch_size=batch_size)
+    loader = DataLoader(ImageFileDataset(paths, img_size), batch_size=batch_size, num_workers=data_workers(None))
     chunks: list[Tensor] = []
     with torch.inference_mode():
         for images, _ in tqdm(loader, desc="embed", unit="batch", disable=not progress):

@@ -16,6 +16,7 @@ from sonofm.data.layouts import load_index
 from sonofm.data.records import DatasetIndex, Sample
 from sonofm.data.splits import load_split
 from sonofm.data.unlabeled import scan_image_folders
+from sonofm.data.workers import data_workers
 from sonofm.engine.config import FinetuneConfig
 from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
 from sonofm.engine.distributed import attach_run, rank_zero_first
@@ -110,7 +111,7 @@ def evaluate_enhancement(model: ImageEnhancer, samples: list[Sample], config: En
     """Metrics of the restored and the degraded images (``<metric>`` and ``<metric>_degraded``), per-image rows,
     and the first :data:`EXAMPLE_IMAGES` ``(degraded, restored, clean)`` for the figure."""
     dataset = EnhancementDataset(samples, config.img_size, config.degradation, train=False, seed=config.seed)
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers)
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=data_workers(config.num_workers))
     device = next(model.parameters()).device
     per_image: dict[str, list[torch.Tensor]] = {}
     shown: list[tuple[torch.Tensor, ...]] = []

@@ -12,12 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from sonofm.atomic import atomic_write_json, atomic_write_text
-from sonofm.data.unlabeled import (
-    ImagePool,
-    PretrainImageDataset,
-    scan_image_folders,
-    source_ids,
-)
+from sonofm.data.unlabeled import ImagePool, PretrainImageDataset, scan_image_folders, source_ids
 from sonofm.engine.config import PretrainingConfig
 from sonofm.engine.data import make_loader
 from sonofm.engine.distributed import attach_run, rank_zero_first

@@ -23,6 +23,7 @@ from sonofm.data.layouts import load_index
 from sonofm.data.records import DatasetIndex, Sample
 from sonofm.data.sampling import ItemKey, item_generator
 from sonofm.data.validate import assert_valid
+from sonofm.data.workers import data_workers
 from sonofm.engine.config import TrainingConfig
 from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
 from sonofm.engine.distributed import attach_run, rank_zero_first
@@ -246,7 +247,7 @@ def _embed_dataset(model: AdaptedSam, dataset: SegmentationDataset, config: SamT
     was_training = encoder.training
     encoder.to(device).eval()
     embeddings, masks = [], []
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.num_workers)
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=data_workers(config.num_workers))
     with torch.inference_mode():
         for images, batch_masks in loader:
             with autocast_for(device, config.precision):
