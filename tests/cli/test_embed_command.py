@@ -10,6 +10,7 @@ import torch
 
 from sonofm.cli.main import main
 from sonofm.data.phantom import write_phantom_dataset
+from sonofm.inference import embed as embed_module
 from sonofm.models import create_backbone, list_backbones
 from sonofm.models.weights import save_backbone_weights
 
@@ -95,3 +96,39 @@ def test_model_hint_names_a_command_that_lists_the_architectures(images, tmp_pat
 def test_wrong_suffix_is_refused(weights, images, tmp_path, cli_error):
     message = cli_error(["embed", "--weights", str(weights), "--input", str(images), "--out", str(tmp_path / "e.csv")])
     assert ".npz or .parquet" in message
+
+
+def test_an_interrupted_embedding_resumes_from_its_finished_parts(weights, images, npz, tmp_path, monkeypatch):
+    """Parts of 2 images: a crash in the second part keeps the first; the rerun embeds only the rest, gives the
+    uninterrupted result and removes the scratch folder."""
+    monkeypatch.setattr(embed_module, "PART_IMAGES", 2)
+    real = embed_module.embed_images
+    calls = []
+
+    def crashing(backbone, paths, *args):
+        calls.append(len(paths))
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        return real(backbone, paths, *args)
+
+    out = tmp_path / "emb.npz"
+    monkeypatch.setattr(embed_module, "embed_images", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        embed_module.embed(images, out, weights=weights, progress=False)
+    partial = tmp_path / "emb.npz.partial"
+    assert sorted(path.name for path in partial.iterdir()) == ["job.json", "part_000000.npy"]
+    calls.clear()
+    monkeypatch.setattr(embed_module, "embed_images", lambda *args: calls.append(len(args[1])) or real(*args))
+    embed_module.embed(images, out, weights=weights, progress=False)
+    total = len(np.load(npz)["names"])
+    assert sum(calls) == total - 2 and not partial.exists()
+    np.testing.assert_allclose(np.load(out)["embeddings"], np.load(npz)["embeddings"], atol=1e-5)
+
+
+def test_a_scratch_folder_of_another_job_is_refused(weights, images, tmp_path, cli_error):
+    partial = tmp_path / "emb.npz.partial"
+    partial.mkdir()
+    (partial / "job.json").write_text('{"inputs": "something else"}')
+    message = cli_error(["embed", "--weights", str(weights), "--input", str(images), "--out",
+                         str(tmp_path / "emb.npz"), "--no-progress"])
+    assert "emb.npz.partial holds a partial embedding of other inputs or settings" in message

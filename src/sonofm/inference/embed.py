@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,11 @@ from sonofm.data.inputs import find_input_images
 from sonofm.data.workers import data_workers
 from sonofm.engine.precision import autocast_for, inference_device
 from sonofm.errors import SonofmError
+from sonofm.inference.embedding_parts import PART_IMAGES, EmbeddingParts, describe_job
 from sonofm.models import create_backbone
 from sonofm.models.state_dict_file import read_weights_file
 from sonofm.runs.model_file import decode_metadata
+from sonofm.runs.run_folder import RunFolder
 from sonofm.runs.run_model import load_run_model
 
 POOLS = ("cls", "mean")
@@ -53,9 +56,9 @@ def _run_metadata(metadata: dict[str, str]) -> dict:
 
 
 def embed_images(backbone: nn.Module, paths: list[Path], img_size: int, pool: str = "mean", batch_size: int = 32,
-                 precision: str = "32", progress: bool = True) -> np.ndarray:
+                 precision: str = "32", on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """``float32 (N, D)`` embeddings: the first summary token (``cls``) or the mean of the spatial tokens (``mean``)
-    of ``backbone.forward_tokens`` (``(B, P + N, D)``)."""
+    of ``backbone.forward_tokens`` (``(B, P + N, D)``); ``on_batch(images)`` after each batch."""
     if pool not in POOLS:
         raise SonofmError(f"--pool {pool}: choose one of {', '.join(POOLS)}")
     device = inference_device()
@@ -66,11 +69,13 @@ def embed_images(backbone: nn.Module, paths: list[Path], img_size: int, pool: st
     loader = DataLoader(ImageFileDataset(paths, img_size), batch_size=batch_size, num_workers=data_workers(None))
     chunks: list[Tensor] = []
     with torch.inference_mode():
-        for images, _ in tqdm(loader, desc="embed", unit="batch", disable=not progress):
+        for images, _ in loader:
             with autocast_for(device, precision):
                 tokens = backbone.forward_tokens(images.to(device))
             tokens = tokens.float()
             chunks.append((tokens[:, 0] if pool == "cls" else tokens[:, prefix:].mean(dim=1)).cpu())
+            if on_batch is not None:
+                on_batch(len(images))
     return torch.cat(chunks).numpy().astype(np.float32)
 
 
@@ -78,7 +83,8 @@ def embed(input_path: str | Path, out: str | Path, weights: str | Path | None = 
           model: str | None = None, img_size: int | None = None, pool: str = "mean", batch_size: int = 32,
           precision: str = "32", progress: bool = True) -> tuple[Path, tuple[int, int]]:
     """Embed every image of ``input_path`` with the backbone of ``weights`` or of a finished ``run``; return the
-    written file and the ``(N, D)`` shape."""
+    written file and the ``(N, D)`` shape. Work is saved in parts of :data:`PART_IMAGES` images
+    (:class:`EmbeddingParts`): rerunning an interrupted command embeds only what is left."""
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
         raise SonofmError(f"--out {out}: the file name must end in {' or '.join(FORMATS)}")
@@ -88,12 +94,25 @@ def embed(input_path: str | Path, out: str | Path, weights: str | Path | None = 
         loaded = load_run_model(run)
         backbone: nn.Module = loaded.model.backbone
         size = loaded.img_size
+        weights_file = RunFolder(Path(run)).model
     else:
         backbone = backbone_from_weights(weights, model, img_size)
         size = backbone.img_size
+        weights_file = Path(weights)
     paths = find_input_images(Path(input_path))
-    embeddings = embed_images(backbone, paths, size, pool, batch_size, precision, progress)
+    parts = EmbeddingParts(out, describe_job(paths, weights_file, model=model, pool=pool, img_size=size,
+                                             precision=precision))
+    starts = range(0, len(paths), PART_IMAGES)
+    with tqdm(total=len(paths), desc="embed", unit="img", disable=not progress) as bar:
+        for index, start in enumerate(starts):
+            chunk = paths[start:start + PART_IMAGES]
+            if parts.has(index):
+                bar.update(len(chunk))
+                continue
+            parts.save(index, embed_images(backbone, chunk, size, pool, batch_size, precision, bar.update))
+    embeddings = parts.load_all(len(starts))
     write_embeddings(out, paths, embeddings)
+    parts.remove()
     return out, embeddings.shape
 
 
