@@ -1,4 +1,5 @@
-"""``sonofm data``: check a dataset folder, write grouped k-fold assignments, generate the phantom set."""
+"""``sonofm data``: check a dataset folder, write grouped k-fold assignments, pack image folders into shards,
+generate the phantom set."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="check, split or generate datasets",
+    data = subparsers.add_parser("data", help="check, split, pack or generate datasets",
                                  description="Check a dataset folder, write k-fold assignments, make phantom data.")
     commands = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
 
@@ -34,6 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     split.add_argument("--out", type=Path, required=True, metavar="FILE", help="CSV file to write")
     split.set_defaults(handler=run_split)
 
+    pack = commands.add_parser(
+        "pack", help="pack image folders into WebDataset tar shards for pretraining at scale",
+        description="Decode every image under the input folders (each folder one source: an organ, a site) once, "
+        "optionally resize it, and write tar shards of uint8 arrays with per-image metadata and an offset index. "
+        "`sonofm pretrain mim --data OUT` reads the result. Rerunning an interrupted pack resumes it.",
+    )
+    pack.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image folders (searched recursively)")
+    pack.add_argument("--out", type=Path, required=True, metavar="DIR", help="packed folder to write")
+    pack.add_argument("--img-size", type=int, metavar="N", help="resize so the shorter side is N px (default: keep)")
+    pack.add_argument("--shard-size", type=int, default=10_000, metavar="N", help="images per shard (default 10000)")
+    pack.add_argument("--no-progress", action="store_true")
+    pack.set_defaults(handler=run_pack)
+
     phantom = commands.add_parser("phantom", help="write the synthetic phantom data set",
                                   description="Write seeded synthetic ultrasound phantoms: DIR/cls and DIR/seg.")
     phantom.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -47,6 +61,15 @@ def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="dataset folder")
     parser.add_argument("--task", choices=("cls", "seg"), help="default: inferred from the layout")
     parser.add_argument("--group-by", metavar="COL", help="labels.csv column holding the patient/video group")
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from sonofm.data.pack_writer import pack_images
+
+    result = pack_images(args.inputs, args.out, args.img_size, args.shard_size, progress=not args.no_progress)
+    print(f"packed {result.images} images into {result.shards} shards in {result.folder} "
+          f"({result.skipped} unreadable files skipped, listed in {result.folder / 'skipped.csv'})")
+    return 0
 
 
 def run_check(args: argparse.Namespace) -> int:

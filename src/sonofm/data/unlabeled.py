@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from sonofm.data.frames import expand_source, parse_frame_ref
 from sonofm.data.image_io import INPUT_EXTENSIONS, image_size, is_image_file, read_image
+from sonofm.data.packed import PackedImages
 from sonofm.data.sampling import ItemKey, item_generator
 from sonofm.data.transforms import ClassificationTransform
 from sonofm.errors import SonofmError
@@ -145,17 +146,24 @@ def _visible_files(folder: Path) -> Iterator[Path]:
 class PretrainImageDataset(Dataset):
     """Images as ``float32 (3, S, S)``, ImageNet-normalised; random resized crop, flip and jitter when ``train``.
 
+    ``images``: image files, or a packed folder's :class:`PackedImages`; ``positions`` (optional) picks a subset.
     Keys are positions or ``(position, seed)`` from ``SeededEpochSampler``, so a resumed run augments as an
-    uninterrupted one. Files are read when an item is asked for; a corrupt one raises SonofmError naming it.
+    uninterrupted one. Images are read when an item is asked for; a corrupt one raises SonofmError naming it.
     """
 
-    def __init__(self, files: Sequence[str | Path], img_size: int, train: bool = True) -> None:
-        self.files = [Path(file) for file in files]
+    def __init__(self, images: Sequence[str | Path] | PackedImages, img_size: int, train: bool = True,
+                 positions: Sequence[int] | None = None) -> None:
+        self.images = images if isinstance(images, PackedImages) else [Path(file) for file in images]
+        self.positions = list(positions) if positions is not None else None
         self.transform = ClassificationTransform(img_size, train)
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.positions) if self.positions is not None else len(self.images)
 
     def __getitem__(self, key: ItemKey) -> torch.Tensor:
         position, generator = item_generator(key)
-        return self.transform(read_image(self.files[position]), generator)
+        if self.positions is not None:
+            position = self.positions[position]
+        if isinstance(self.images, PackedImages):
+            return self.transform(self.images.read(position), generator)
+        return self.transform(read_image(self.images[position]), generator)

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from sonofm.data.pack_writer import pack_images
 from sonofm.data.phantom import write_phantom_dataset
 from sonofm.errors import SonofmError
 from sonofm.models import create_backbone, load_backbone_weights
@@ -192,3 +193,26 @@ def test_balance_source_draws_each_data_folder_equally(tmp_path):
     config.balance = "organ"
     with pytest.raises(SonofmError, match="--balance must be one of None, source, got 'organ'"):
         pretrain_mim(config, tmp_path / "other", echo=quiet)
+
+
+def test_a_packed_folder_trains_exactly_as_its_image_folders(tmp_path):
+    """Packed without resizing, the same images in the same order give bit-identical weights."""
+    rng = np.random.default_rng(1)
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder, count in zip(folders, (6, 4)):
+        folder.mkdir()
+        for index in range(count):
+            Image.fromarray(rng.integers(0, 256, (48, 56), dtype=np.uint8)).save(folder / f"{index}.png")
+    pack_images(folders, tmp_path / "packed", shard_size=4, progress=False)
+    config = small_config([str(folder) for folder in folders], epochs=2, batch_size=4, figure_every=0,
+                          balance="source")
+    pretrain_mim(config, tmp_path / "from_folders", echo=quiet)
+    config.data = [str(tmp_path / "packed")]
+    pretrain_mim(config, tmp_path / "from_pack", echo=quiet)
+    folders_weights = load_file(tmp_path / "from_folders" / "model.safetensors")
+    pack_weights = load_file(tmp_path / "from_pack" / "model.safetensors")
+    for key in folders_weights:
+        torch.testing.assert_close(pack_weights[key], folders_weights[key], rtol=0, atol=0, msg=key)
+    config.data = [str(tmp_path / "packed"), str(folders[0])]
+    with pytest.raises(SonofmError, match="--data takes one packed folder"):
+        pretrain_mim(config, tmp_path / "mixed", echo=quiet)

@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from sonofm.atomic import atomic_write_json, atomic_write_text
+from sonofm.data.packed import PackedImages, is_packed_folder
 from sonofm.data.unlabeled import ImagePool, PretrainImageDataset, scan_image_folders, source_ids
 from sonofm.engine.config import PretrainingConfig
 from sonofm.engine.data import make_loader
@@ -99,8 +100,9 @@ def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = F
     sources = _balanced_sources(files, config, echo)
     loader = make_loader(PretrainImageDataset(files, config.img_size, train=True), config, train=True,
                          sources=sources)
-    shown = PretrainImageDataset(files[:: max(1, len(files) // config.figure_images)][: config.figure_images],
-                                 config.img_size, train=False)
+    shown = PretrainImageDataset(files, config.img_size, train=False,
+                                 positions=range(0, len(files), max(1, len(files) // config.figure_images))[
+                                     : config.figure_images])
     figures = ReconstructionFigures(torch.stack([shown[i] for i in range(len(shown))]), run.path / FIGURE_DIR,
                                     config.figure_every, seed=config.seed)
     checkpoint = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0, enable_version_counter=False,
@@ -119,8 +121,17 @@ def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = F
     return metrics
 
 
-def _load_or_scan_images(run: RunFolder, config: MimPretrainConfig, resuming: bool, echo: Echo) -> list[Path]:
-    """The run's saved image list when resuming (so added files do not change it), else a fresh scan."""
+def _load_or_scan_images(run: RunFolder, config: MimPretrainConfig, resuming: bool, echo: Echo
+                         ) -> list[Path] | PackedImages:
+    """A packed folder's images (``sonofm data pack``: nothing to scan), the run's saved image list when resuming
+    (so added files do not change it), else a fresh scan."""
+    if any(is_packed_folder(folder) for folder in config.data):
+        if len(config.data) > 1:
+            raise SonofmError("--data takes one packed folder (from `sonofm data pack`) or image folders, not "
+                              f"several or a mix: {', '.join(config.data)}")
+        packed = PackedImages(config.data[0])
+        echo(f"{len(packed)} images packed in {config.data[0]} ({len(packed.source_names)} sources)")
+        return packed
     listing = run.path / "images.txt"
     if resuming and listing.is_file():
         return [Path(line) for line in listing.read_text(encoding="utf-8").splitlines() if line]
@@ -132,11 +143,15 @@ def _load_or_scan_images(run: RunFolder, config: MimPretrainConfig, resuming: bo
     return pool.files
 
 
-def _balanced_sources(files: list[Path], config: MimPretrainConfig, echo: Echo) -> list[int] | None:
-    """With ``balance="source"``: the ``--data`` folder of each image (and one line on the balance), else None."""
+def _balanced_sources(files: list[Path] | PackedImages, config: MimPretrainConfig, echo: Echo) -> list[int] | None:
+    """With ``balance="source"``: the source of each image (its ``--data`` folder, or the packed folder's source
+    ids) and one line on the balance; else None."""
     if config.balance is None:
         return None
-    ids, names = source_ids(files, config.data)
+    if isinstance(files, PackedImages):
+        ids, names = files.sources.tolist(), files.source_names
+    else:
+        ids, names = source_ids(files, config.data)
     counts = Counter(ids)
     share = len(files) / len(counts)
     echo(f"balanced over {len(counts)} sources, about {share:.0f} draws each per epoch: "

@@ -1,0 +1,117 @@
+"""`sonofm data pack`: WebDataset tar shards of decoded images with an offset index; corrupt files listed, never
+dropped silently; an interrupted pack resumes to the same bytes; pretraining reads a pack as it reads folders."""
+
+import csv
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sonofm.cli.main import main
+from sonofm.data import pack_writer
+from sonofm.data.image_io import read_image
+from sonofm.data.pack_writer import pack_images
+from sonofm.data.packed import PackedImages, is_packed_folder
+from sonofm.errors import SonofmError
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """``liver/`` (5 grayscale PNGs, one nested, one truncated) and ``thyroid/`` (3 RGB PNGs)."""
+    rng = np.random.default_rng(0)
+    liver, thyroid = tmp_path / "liver", tmp_path / "thyroid"
+    (liver / "nested").mkdir(parents=True)
+    thyroid.mkdir()
+    for index in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 60), dtype=np.uint8)).save(liver / f"{index}.png")
+    Image.fromarray(rng.integers(0, 256, (30, 30), dtype=np.uint8)).save(liver / "nested" / "n.png")
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (36, 24, 3), dtype=np.uint8)).save(thyroid / f"{index}.png")
+    Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(liver / "zz_broken.png")
+    (liver / "zz_broken.png").write_bytes((liver / "zz_broken.png").read_bytes()[:300])  # header fine, pixels not
+    return [liver, thyroid]
+
+
+def test_pack_holds_every_readable_image_and_lists_the_broken_one(folders, tmp_path):
+    result = pack_images(folders, tmp_path / "pack", shard_size=3, progress=False)
+    assert (result.images, result.shards, result.skipped) == (8, 3, 1)
+    out = tmp_path / "pack"
+    assert is_packed_folder(out)
+    assert sorted(path.name for path in out.iterdir()) == ["index.npz", "metadata.csv", "pack.json",
+                                                           "shard-000000.tar", "shard-000001.tar",
+                                                           "shard-000002.tar", "skipped.csv"]
+    with (out / "skipped.csv").open(newline="") as handle:
+        skipped = list(csv.DictReader(handle))
+    assert [row["path"].rsplit("/", 1)[-1] for row in skipped] == ["zz_broken.png"]
+    assert "zz_broken.png" in skipped[0]["reason"]
+    packed = PackedImages(out)
+    with (out / "metadata.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(packed) == len(rows) == 8
+    for position, row in enumerate(rows):
+        assert np.array_equal(packed.read(position), read_image(row["path"]))
+        assert int(row["source"]) == packed.sources[position] == (0 if "/liver/" in row["path"] else 1)
+        assert len(row["blake2b"]) == 128
+    assert packed.source_names == [str(folder) for folder in folders]
+
+
+def test_shards_are_webdataset_tars_with_grayscale_kept_grayscale(folders, tmp_path):
+    pack_images(folders, tmp_path / "pack", shard_size=100, progress=False)
+    with tarfile.open(tmp_path / "pack" / "shard-000000.tar") as tar:
+        names = tar.getnames()
+        arrays = {name: np.load(io.BytesIO(tar.extractfile(name).read())) for name in names if name.endswith(".npy")}
+        meta = json.loads(tar.extractfile(names[1]).read())
+    assert names[:2] == ["000000000.npy", "000000000.json"] and meta["key"] == "000000000"
+    shapes = sorted(array.shape for array in arrays.values())
+    assert shapes == [(30, 30), (36, 24, 3), (36, 24, 3), (36, 24, 3), (40, 60), (40, 60), (40, 60), (40, 60)]
+
+
+def test_resize_keeps_the_aspect_with_the_shorter_side_given(folders, tmp_path):
+    pack_images(folders, tmp_path / "pack", img_size=20, progress=False)
+    packed = PackedImages(tmp_path / "pack")
+    assert sorted({packed.read(i).shape for i in range(len(packed))}) == [(20, 20, 3), (20, 30, 3), (30, 20, 3)]
+
+
+def test_an_interrupted_pack_resumes_to_the_same_bytes(folders, tmp_path, monkeypatch):
+    pack_images(folders, tmp_path / "straight", shard_size=3, progress=False)
+    real = pack_writer._decoded
+    calls = []
+
+    def crash_in_third_shard(path, img_size):
+        calls.append(path)
+        if len(calls) == 7:
+            raise RuntimeError("simulated crash")
+        return real(path, img_size)
+
+    monkeypatch.setattr(pack_writer, "_decoded", crash_in_third_shard)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pack_images(folders, tmp_path / "resumed", shard_size=3, progress=False)
+    assert not is_packed_folder(tmp_path / "resumed")
+    monkeypatch.setattr(pack_writer, "_decoded", real)
+    calls.clear()
+    monkeypatch.setattr(pack_writer, "_decoded", lambda *args: calls.append(args) or real(*args))
+    pack_images(folders, tmp_path / "resumed", shard_size=3, progress=False)
+    assert len(calls) == 3  # only the third shard was decoded again
+    for name in ("shard-000000.tar", "shard-000002.tar", "metadata.csv", "skipped.csv", "pack.json"):
+        assert (tmp_path / "resumed" / name).read_bytes().replace(b"/resumed", b"/straight") == \
+            (tmp_path / "straight" / name).read_bytes().replace(b"/resumed", b"/straight"), name
+    straight, resumed = np.load(tmp_path / "straight" / "index.npz"), np.load(tmp_path / "resumed" / "index.npz")
+    assert all(np.array_equal(straight[key], resumed[key]) for key in ("shard", "offset", "length", "source"))
+
+
+def test_a_finished_pack_and_other_inputs_are_refused(folders, tmp_path):
+    pack_images(folders, tmp_path / "pack", progress=False)
+    with pytest.raises(SonofmError, match="is already a finished pack"):
+        pack_images(folders, tmp_path / "pack", progress=False)
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "files.txt").write_text(json.dumps({"inputs": ["elsewhere"], "files": []}))
+    with pytest.raises(SonofmError, match="holds an unfinished pack of other folders"):
+        pack_images(folders, tmp_path / "unfinished", progress=False)
+
+
+def test_cli_pack_prints_one_line(folders, tmp_path, capsys):
+    assert main(["data", "pack", *map(str, folders), "--out", str(tmp_path / "pack"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("packed 8 images into 1 shards in ")
