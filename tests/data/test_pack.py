@@ -12,6 +12,7 @@ from PIL import Image
 
 from sonofm.cli.main import main
 from sonofm.data import pack_writer
+from sonofm.data import packed as packed_module
 from sonofm.data.image_io import read_image
 from sonofm.data.pack_writer import pack_images
 from sonofm.data.packed import PackedImages, is_packed_folder
@@ -115,3 +116,19 @@ def test_a_finished_pack_and_other_inputs_are_refused(folders, tmp_path):
 def test_cli_pack_prints_one_line(folders, tmp_path, capsys):
     assert main(["data", "pack", *map(str, folders), "--out", str(tmp_path / "pack"), "--no-progress"]) == 0
     assert capsys.readouterr().out.startswith("packed 8 images into 1 shards in ")
+
+
+def test_shard_files_stay_under_the_open_file_limit(folders, tmp_path, monkeypatch):
+    monkeypatch.setattr(packed_module, "OPEN_SHARDS", 2)
+    pack_images(folders, tmp_path / "pack", shard_size=1, progress=False)
+    packed = PackedImages(tmp_path / "pack")
+    images = [packed.read(position) for position in range(len(packed))]  # 8 shards, at most 2 open
+    assert len(packed._handles) == 2
+    assert all(np.array_equal(packed.read(position), image) for position, image in enumerate(images))
+
+
+def test_an_occupied_output_folder_is_refused(folders, tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(SonofmError, match="holds other files; choose a new or empty folder"):
+        pack_images(folders, tmp_path / "busy", progress=False)

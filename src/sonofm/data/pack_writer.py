@@ -79,6 +79,8 @@ def _scanned_files(inputs: list[str | Path], out: Path, progress: bool) -> list[
             raise SonofmError(f"{out} holds an unfinished pack of other folders ({', '.join(saved['inputs'])}); "
                               "delete it or choose another --out")
         return [Path(path) for path in saved["files"]]
+    if out.is_dir() and any(out.iterdir()):
+        raise SonofmError(f"--out {out} is a folder that holds other files; choose a new or empty folder")
     pool = scan_image_folders(inputs, progress=progress)
     if not pool.files:
         raise SonofmError(f"no usable images in {', '.join(map(str, inputs))}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ MANIFEST = "pack.json"
 INDEX = "index.npz"
 METADATA = "metadata.csv"
 SKIPPED = "skipped.csv"
+OPEN_SHARDS = 64
+"""Shard files kept open per process (least recently used closed first), well under the usual 1024-file limit."""
 
 
 def shard_name(index: int) -> str:
@@ -55,7 +58,7 @@ class PackedImages:
             raise SonofmError(f"cannot read packed folder {self.folder}: {error}") from None
         if self.manifest.get("format") != PACK_FORMAT:
             raise SonofmError(f"{manifest} is not a {PACK_FORMAT} manifest (format {self.manifest.get('format')!r})")
-        self._handles: dict[int, int] = {}
+        self._handles: OrderedDict[int, int] = OrderedDict()
         self._pid = os.getpid()
 
     @property
@@ -81,14 +84,18 @@ class PackedImages:
 
     def _handle(self, shard: int) -> int:
         if os.getpid() != self._pid:  # a forked loader worker: open its own files
-            self._handles, self._pid = {}, os.getpid()
-        if shard not in self._handles:
-            path = self.folder / shard_name(shard)
-            try:
-                self._handles[shard] = os.open(path, os.O_RDONLY)
-            except OSError as error:
-                raise SonofmError(f"cannot open shard {path}: {error.strerror}") from None
+            self._handles, self._pid = OrderedDict(), os.getpid()
+        if shard in self._handles:
+            self._handles.move_to_end(shard)
+            return self._handles[shard]
+        path = self.folder / shard_name(shard)
+        try:
+            self._handles[shard] = os.open(path, os.O_RDONLY)
+        except OSError as error:
+            raise SonofmError(f"cannot open shard {path}: {error.strerror}") from None
+        while len(self._handles) > OPEN_SHARDS:
+            os.close(self._handles.popitem(last=False)[1])
         return self._handles[shard]
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_handles": {}}
+        return {**self.__dict__, "_handles": OrderedDict()}
