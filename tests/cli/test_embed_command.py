@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sonofm.cli.main import main
+from sonofm.data.pack_writer import pack_images
 from sonofm.data.phantom import write_phantom_dataset
 from sonofm.inference import embed as embed_module
 from sonofm.models import create_backbone, list_backbones
@@ -105,11 +106,11 @@ def test_an_interrupted_embedding_resumes_from_its_finished_parts(weights, image
     real = embed_module.embed_images
     calls = []
 
-    def crashing(backbone, paths, *args):
-        calls.append(len(paths))
+    def crashing(*args, positions):
+        calls.append(len(positions))
         if len(calls) == 2:
             raise RuntimeError("simulated crash")
-        return real(backbone, paths, *args)
+        return real(*args, positions=positions)
 
     out = tmp_path / "emb.npz"
     monkeypatch.setattr(embed_module, "embed_images", crashing)
@@ -118,7 +119,8 @@ def test_an_interrupted_embedding_resumes_from_its_finished_parts(weights, image
     partial = tmp_path / "emb.npz.partial"
     assert sorted(path.name for path in partial.iterdir()) == ["job.json", "part_000000.npy"]
     calls.clear()
-    monkeypatch.setattr(embed_module, "embed_images", lambda *args: calls.append(len(args[1])) or real(*args))
+    monkeypatch.setattr(embed_module, "embed_images",
+                        lambda *args, positions: calls.append(len(positions)) or real(*args, positions=positions))
     embed_module.embed(images, out, weights=weights, progress=False)
     total = len(np.load(npz)["names"])
     assert sum(calls) == total - 2 and not partial.exists()
@@ -132,3 +134,13 @@ def test_a_scratch_folder_of_another_job_is_refused(weights, images, tmp_path, c
     message = cli_error(["embed", "--weights", str(weights), "--input", str(images), "--out",
                          str(tmp_path / "emb.npz"), "--no-progress"])
     assert "emb.npz.partial holds a partial embedding of other inputs or settings" in message
+
+
+def test_a_packed_folder_embeds_as_its_images(weights, images, npz, tmp_path):
+    pack_images([images], tmp_path / "pack", progress=False)
+    assert main(["embed", "--weights", str(weights), "--input", str(tmp_path / "pack"), "--out",
+                 str(tmp_path / "packed.npz"), "--no-progress"]) == 0
+    packed, folder = np.load(tmp_path / "packed.npz"), np.load(npz)
+    kept = [list(folder["paths"]).index(path) for path in packed["paths"]]  # the pack keeps one of equal files
+    assert len(kept) == len(folder["paths"]) - 1
+    np.testing.assert_allclose(packed["embeddings"], folder["embeddings"][kept], atol=1e-5)

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sonofm.data.image_io import read_image, read_mask
+from sonofm.data.packed import PackedImages, read_image_at
 from sonofm.data.records import Sample
 from sonofm.data.sampling import ItemKey, item_generator
 from sonofm.data.transforms import ClassificationTransform, SegmentationTransform
@@ -58,14 +59,21 @@ class SegmentationDataset(Dataset):
 
 
 class ImageFileDataset(Dataset):
-    """``(image float32 (3, S, S), position int)`` per file, resized for prediction (no augmentation)."""
+    """``(image float32 (3, S, S), index int)`` per image, resized for prediction (no augmentation).
 
-    def __init__(self, paths: Sequence[str | Path], img_size: int) -> None:
-        self.paths = [Path(path) for path in paths]
+    ``images``: image files, or a packed folder's :class:`PackedImages`; ``positions`` (optional) picks a subset,
+    in order (``index`` counts within it).
+    """
+
+    def __init__(self, images: Sequence[str | Path] | PackedImages, img_size: int,
+                 positions: Sequence[int] | None = None) -> None:
+        self.images = images if isinstance(images, PackedImages) else [Path(path) for path in images]
+        self.positions = positions
         self.transform = ClassificationTransform(img_size, train=False)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.positions) if self.positions is not None else len(self.images)
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
-        return self.transform(read_image(self.paths[position])), position
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        position = self.positions[index] if self.positions is not None else index
+        return self.transform(read_image_at(self.images, position)), index

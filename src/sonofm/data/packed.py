@@ -10,15 +10,18 @@ process loads only the index arrays (about 18 bytes per image), never a header p
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sonofm.data.image_io import read_image
 from sonofm.errors import SonofmError
 
 PACK_FORMAT = "sonofm-pack/1"
@@ -68,6 +71,11 @@ class PackedImages:
     def __len__(self) -> int:
         return len(self.offsets)
 
+    def original_paths(self) -> list[Path]:
+        """The file each image was packed from, in position order (from ``metadata.csv``)."""
+        with (self.folder / METADATA).open(newline="", encoding="utf-8") as handle:
+            return [Path(row["path"]) for row in csv.DictReader(handle)]
+
     def name(self, position: int) -> str:
         """How errors and listings name an image: its shard and key."""
         return f"{self.folder / shard_name(int(self.shards[position]))}#{position:09d}"
@@ -99,3 +107,10 @@ class PackedImages:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_handles": OrderedDict()}
+
+
+def read_image_at(images: Sequence[Path] | PackedImages, position: int) -> np.ndarray:
+    """Image ``position`` of a list of files or of a packed folder, as ``uint8 (H, W, 3)``."""
+    if isinstance(images, PackedImages):
+        return images.read(position)
+    return read_image(images[position])

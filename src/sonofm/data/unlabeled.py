@@ -20,8 +20,8 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from sonofm.data.frames import expand_source, parse_frame_ref
-from sonofm.data.image_io import INPUT_EXTENSIONS, image_size, is_image_file, read_image
-from sonofm.data.packed import PackedImages
+from sonofm.data.image_io import INPUT_EXTENSIONS, image_size, is_image_file
+from sonofm.data.packed import PackedImages, read_image_at
 from sonofm.data.sampling import ItemKey, item_generator
 from sonofm.data.transforms import ClassificationTransform
 from sonofm.errors import SonofmError
@@ -164,6 +164,4 @@ class PretrainImageDataset(Dataset):
         position, generator = item_generator(key)
         if self.positions is not None:
             position = self.positions[position]
-        if isinstance(self.images, PackedImages):
-            return self.transform(self.images.read(position), generator)
-        return self.transform(read_image(self.images[position]), generator)
+        return self.transform(read_image_at(self.images, position), generator)

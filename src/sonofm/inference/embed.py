@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from tqdm import tqdm
 from sonofm.atomic import atomic_write
 from sonofm.data.datasets import ImageFileDataset
 from sonofm.data.inputs import find_input_images
+from sonofm.data.packed import PackedImages, is_packed_folder
 from sonofm.data.workers import data_workers
 from sonofm.engine.precision import autocast_for, inference_device
 from sonofm.errors import SonofmError
@@ -55,10 +56,12 @@ def _run_metadata(metadata: dict[str, str]) -> dict:
         return {}
 
 
-def embed_images(backbone: nn.Module, paths: list[Path], img_size: int, pool: str = "mean", batch_size: int = 32,
-                 precision: str = "32", on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """``float32 (N, D)`` embeddings: the first summary token (``cls``) or the mean of the spatial tokens (``mean``)
-    of ``backbone.forward_tokens`` (``(B, P + N, D)``); ``on_batch(images)`` after each batch."""
+def embed_images(backbone: nn.Module, images: list[Path] | PackedImages, img_size: int, pool: str = "mean",
+                 batch_size: int = 32, precision: str = "32", on_batch: Callable[[int], None] | None = None,
+                 positions: Sequence[int] | None = None) -> np.ndarray:
+    """``float32 (N, D)`` embeddings of ``images`` (those at ``positions``, default all): the first summary token
+    (``cls``) or the mean of the spatial tokens (``mean``) of ``backbone.forward_tokens`` (``(B, P + N, D)``);
+    ``on_batch(images)`` after each batch."""
     if pool not in POOLS:
         raise SonofmError(f"--pool {pool}: choose one of {', '.join(POOLS)}")
     device = inference_device()
@@ -66,7 +69,8 @@ def embed_images(backbone: nn.Module, paths: list[Path], img_size: int, pool: st
     prefix = backbone.num_prefix_tokens
     if pool == "cls" and prefix == 0:
         raise SonofmError(f"backbone {backbone.backbone_name} has no summary token; use --pool mean")
-    loader = DataLoader(ImageFileDataset(paths, img_size), batch_size=batch_size, num_workers=data_workers(None))
+    loader = DataLoader(ImageFileDataset(images, img_size, positions), batch_size=batch_size,
+                        num_workers=data_workers(None))
     chunks: list[Tensor] = []
     with torch.inference_mode():
         for images, _ in loader:
@@ -82,9 +86,9 @@ def embed_images(backbone: nn.Module, paths: list[Path], img_size: int, pool: st
 def embed(input_path: str | Path, out: str | Path, weights: str | Path | None = None, run: str | Path | None = None,
           model: str | None = None, img_size: int | None = None, pool: str = "mean", batch_size: int = 32,
           precision: str = "32", progress: bool = True) -> tuple[Path, tuple[int, int]]:
-    """Embed every image of ``input_path`` with the backbone of ``weights`` or of a finished ``run``; return the
-    written file and the ``(N, D)`` shape. Work is saved in parts of :data:`PART_IMAGES` images
-    (:class:`EmbeddingParts`): rerunning an interrupted command embeds only what is left."""
+    """Embed every image of ``input_path`` (an image, a folder or a packed folder) with the backbone of ``weights``
+    or of a finished ``run``; return the written file and the ``(N, D)`` shape. Work is saved in parts of
+    :data:`PART_IMAGES` images (:class:`EmbeddingParts`): rerunning an interrupted command embeds only what is left."""
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
         raise SonofmError(f"--out {out}: the file name must end in {' or '.join(FORMATS)}")
@@ -99,17 +103,23 @@ def embed(input_path: str | Path, out: str | Path, weights: str | Path | None = 
         backbone = backbone_from_weights(weights, model, img_size)
         size = backbone.img_size
         weights_file = Path(weights)
-    paths = find_input_images(Path(input_path))
+    images: list[Path] | PackedImages
+    if is_packed_folder(input_path):
+        images = PackedImages(input_path)
+        paths = images.original_paths()
+    else:
+        images = paths = find_input_images(Path(input_path))
     parts = EmbeddingParts(out, describe_job(paths, weights_file, model=model, pool=pool, img_size=size,
                                              precision=precision))
     starts = range(0, len(paths), PART_IMAGES)
     with tqdm(total=len(paths), desc="embed", unit="img", disable=not progress) as bar:
         for index, start in enumerate(starts):
-            chunk = paths[start:start + PART_IMAGES]
+            chunk = range(start, min(start + PART_IMAGES, len(paths)))
             if parts.has(index):
                 bar.update(len(chunk))
                 continue
-            parts.save(index, embed_images(backbone, chunk, size, pool, batch_size, precision, bar.update))
+            parts.save(index, embed_images(backbone, images, size, pool, batch_size, precision, bar.update,
+                                           positions=chunk))
     embeddings = parts.load_all(len(starts))
     write_embeddings(out, paths, embeddings)
     parts.remove()
