@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--weights", help="backbone weights: a run's model.safetensors, a pretraining export or the "
                                           "official USFM checkpoint")
     source.add_argument("--run", help="finished run folder: embed with its fine-tuned backbone")
-    embed.add_argument("--input", required=True, help="an image file, a folder (searched recursively) or a packed folder (`sonofm data pack`)")
+    embed.add_argument("--input", required=True,
+                       help="an image file, a folder (searched recursively) or a packed folder (`sonofm data pack`)")
     embed.add_argument("--out", required=True, help="output file, .npz or .parquet")
     embed.add_argument("--model", help="backbone architecture when the weights file does not name it")
     embed.add_argument("--img-size", type=int, help="input size (default: the file's, else 224)")
