@@ -58,3 +58,12 @@ def test_two_ranks_share_a_balanced_epoch_without_overlap():
 def test_source_ids_must_match_the_samples():
     with pytest.raises(ValueError, match="3 source ids for 4 samples"):
         SeededEpochSampler(4, sources=[0, 0, 1])
+
+
+def test_source_weights_set_each_sources_share():
+    sampler = SeededEpochSampler(len(SOURCES), seed=3, sources=SOURCES, source_weights=[1.0, 2.0, 0.0])
+    counts = draws_per_source(sampler)
+    assert counts[2] == 0 and sum(counts.values()) == len(SOURCES)
+    assert (counts[0], counts[1]) in ((35, 68), (34, 69))  # 103 draws split 1:2, the remainder of 1 at random
+    with pytest.raises(ValueError, match="need one weight >= 0 per source"):
+        SeededEpochSampler(len(SOURCES), sources=SOURCES, source_weights=[1.0, 1.0])

@@ -29,9 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mim.add_argument("--data", required=True, nargs="+", metavar="PATH",
                      help="folders scanned recursively for images (labels ignored, duplicates skipped)")
     mim.add_argument("--model", help="encoder (default usfm_vit_base_patch16; see `sonofm models`)")
-    mim.add_argument("--balance", choices=["source"],
-                     help="source: draw the images of each --data folder (an organ, a site) equally often per epoch, "
-                     "as USFM balanced organs (default: every image once per epoch)")
+    mim.add_argument("--balance", metavar="source|FILE.csv",
+                     help="source: give each --data folder (an organ, a site; or each source of a packed folder) the "
+                     "same share of an epoch's draws, as USFM balanced organs; FILE.csv: rows `source,weight` set the "
+                     "shares (default: every image once per epoch)")
     _add_schedule_flags(mim, default_epochs=100, seeds="masks, order, augmentation and init",
                         lr_help="peak learning rate (default 2e-4)")
     add_output_flags(mim, "run", "--set mim.mask_ratio=0.5 --set mim.frequency=false")

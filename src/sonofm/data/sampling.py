@@ -31,12 +31,14 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
     turn Lightning's own distributed sampler off.
 
     ``sources`` (one source id per position, e.g. the organ or archive an image came from) balances the epoch: it
-    still has ``num_samples`` draws, split equally between the sources (the remainder to sources chosen at random);
-    within a source the draws walk through fresh permutations of its positions, so a small source repeats its images
-    and a large one is subsampled without repeats.
+    still has ``num_samples`` draws, split between the sources equally or in proportion to ``source_weights`` (one
+    per distinct source id, in increasing id order; the remainder of the split to sources chosen at random); within
+    a source the draws walk through fresh permutations of its positions, so a small source repeats its images and a
+    large one is subsampled without repeats.
     """
 
-    def __init__(self, num_samples: int, seed: int = 0, sources: Sequence[int] | None = None) -> None:
+    def __init__(self, num_samples: int, seed: int = 0, sources: Sequence[int] | None = None,
+                 source_weights: Sequence[float] | None = None) -> None:
         self.num_samples = num_samples
         self.seed = seed
         self.epoch = 0
@@ -47,6 +49,10 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
                 raise ValueError(f"{len(sources)} source ids for {num_samples} samples")
             ids = torch.as_tensor(list(sources), dtype=torch.long)
             self._members = [torch.nonzero(ids == source).flatten() for source in torch.unique(ids).tolist()]
+            weights = [1.0] * len(self._members) if source_weights is None else list(source_weights)
+            if len(weights) != len(self._members) or min(weights) < 0 or sum(weights) <= 0:
+                raise ValueError(f"need one weight >= 0 per source ({len(self._members)}), not all 0; got {weights}")
+            self._weights = torch.tensor(weights, dtype=torch.float64)
 
     def resume_at(self, epoch: int, position: int) -> None:
         """Make the next pass over ``epoch`` start at ``position`` of this rank's share (a run resumed mid-epoch)."""
@@ -64,7 +70,7 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
         if self._members is None:
             order = torch.randperm(self.num_samples, generator=generator).tolist()
         else:
-            order = _balanced_order(self._members, self.num_samples, generator)
+            order = _balanced_order(self._members, self._weights, self.num_samples, generator)
         seeds = torch.randint(0, 2**62, (self.num_samples,), generator=generator).tolist()
         keys = list(zip(order, seeds))
         rank, world = _rank_and_world()
@@ -75,12 +81,17 @@ class SeededEpochSampler(Sampler[tuple[int, int]]):
         yield from keys[start:]
 
 
-def _balanced_order(members: list[torch.Tensor], total: int, generator: torch.Generator) -> list[int]:
-    """``total`` positions, an equal share (+-1) from each group of ``members``, shuffled together."""
-    quota = torch.full((len(members),), total // len(members), dtype=torch.long)
-    quota[torch.randperm(len(members), generator=generator)[: total % len(members)]] += 1
+def _balanced_order(members: list[torch.Tensor], weights: torch.Tensor, total: int,
+                    generator: torch.Generator) -> list[int]:
+    """``total`` positions, a share of each group of ``members`` proportional to its weight (rounded down, the
+    remainder one each to groups chosen at random among the weighted ones), shuffled together."""
+    quota = torch.floor(total * weights / weights.sum()).long()
+    weighted = [group for group in torch.randperm(len(members), generator=generator).tolist() if weights[group] > 0]
+    quota[weighted[: total - int(quota.sum())]] += 1
     drawn = []
     for positions, need in zip(members, quota.tolist()):
+        if need == 0:
+            continue
         rounds = -(-need // len(positions))
         picks = torch.cat([torch.randperm(len(positions), generator=generator) for _ in range(rounds)])[:need]
         drawn.append(positions[picks])

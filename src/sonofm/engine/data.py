@@ -36,12 +36,14 @@ def load_or_make_splits(run: RunFolder, index: DatasetIndex, config: TrainingCon
     return splits
 
 
-def make_loader(dataset: Dataset, config: Any, train: bool, sources: Sequence[int] | None = None) -> DataLoader:
+def make_loader(dataset: Dataset, config: Any, train: bool, sources: Sequence[int] | None = None,
+                source_weights: Sequence[float] | None = None) -> DataLoader:
     """A loader with ``config.batch_size``, ``num_workers`` (None: :func:`data_workers`; kept alive between epochs)
     and ``seed``, pinning memory for a GPU. Training loaders shuffle with a :class:`SeededEpochSampler` (exact
-    resume; balanced over ``sources`` when given, one id per item) and drop a ragged last batch."""
+    resume; balanced over ``sources`` when given, one id per item, by ``source_weights``) and drop a ragged last
+    batch."""
     size = len(dataset)
-    sampler = SeededEpochSampler(size, config.seed, sources) if train else None
+    sampler = SeededEpochSampler(size, config.seed, sources, source_weights) if train else None
     workers = data_workers(config.num_workers, processes_on_this_machine(config))
     return DataLoader(
         dataset, batch_size=config.batch_size, sampler=sampler,

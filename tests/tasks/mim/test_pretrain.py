@@ -190,8 +190,15 @@ def test_balance_source_draws_each_data_folder_equally(tmp_path):
     for epoch in keys.epochs:
         counts = Counter(Path(files[position]).parent.name for position in epoch)
         assert sorted(counts.values()) == [7, 8], counts  # 15 draws per epoch, not 12 liver and 3 thyroid
+    (tmp_path / "weights.csv").write_text("source,weight\nliver,1\nthyroid,2\n")
+    keys.epochs.clear()
+    config.balance = str(tmp_path / "weights.csv")
+    pretrain_mim(config, tmp_path / "weighted", echo=lines.append, callbacks=[keys])
+    for epoch in keys.epochs:
+        counts = Counter(Path(files[position]).parent.name for position in epoch)
+        assert (counts["liver"], counts["thyroid"]) == (5, 10), counts  # 15 draws shared 1:2
     config.balance = "organ"
-    with pytest.raises(SonofmError, match="--balance must be one of None, source, got 'organ'"):
+    with pytest.raises(SonofmError, match="--balance must be source or a .csv weights file, got .organ."):
         pretrain_mim(config, tmp_path / "other", echo=quiet)
 
 
