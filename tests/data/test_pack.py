@@ -16,6 +16,7 @@ from sonofm.data import packed as packed_module
 from sonofm.data.image_io import read_image
 from sonofm.data.pack_writer import pack_images
 from sonofm.data.packed import PackedImages, is_packed_folder
+from sonofm.data.work_shard import Shard
 from sonofm.errors import SonofmError
 
 
@@ -132,3 +133,17 @@ def test_an_occupied_output_folder_is_refused(folders, tmp_path):
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(SonofmError, match="holds other files; choose a new or empty folder"):
         pack_images(folders, tmp_path / "busy", progress=False)
+
+
+def test_two_processes_pack_their_shards_and_the_last_joins(folders, tmp_path):
+    pack_images(folders, tmp_path / "single", shard_size=3, progress=False)
+    first = pack_images(folders, tmp_path / "sharded", shard_size=3, progress=False, shard=Shard(1, 2))
+    assert not first.finished and not is_packed_folder(tmp_path / "sharded")
+    assert sorted(path.name for path in (tmp_path / "sharded").glob("*.tar")) == ["shard-000001.tar"]
+    second = pack_images(folders, tmp_path / "sharded", shard_size=3, progress=False, shard=Shard(0, 2))
+    assert second.finished and (second.images, second.shards) == (8, 3)
+    for name in ("shard-000000.tar", "shard-000001.tar", "shard-000002.tar", "metadata.csv", "skipped.csv",
+                 "pack.json", "index.npz"):
+        assert (tmp_path / "sharded" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
+    assert sorted(path.name for path in (tmp_path / "sharded").iterdir()) == sorted(
+        path.name for path in (tmp_path / "single").iterdir())

@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pack.add_argument("--out", type=Path, required=True, metavar="DIR", help="packed folder to write")
     pack.add_argument("--img-size", type=int, metavar="N", help="resize so the shorter side is N px (default: keep)")
     pack.add_argument("--shard-size", type=int, default=10_000, metavar="N", help="images per shard (default 10000)")
+    pack.add_argument("--shard", metavar="K/N", help="pack shards K, K+N, ... in this process while others pack the "
+                      "rest (default: RANK/WORLD_SIZE under torchrun, else everything)")
     pack.add_argument("--no-progress", action="store_true")
     pack.set_defaults(handler=run_pack)
 
@@ -65,8 +67,14 @@ def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_pack(args: argparse.Namespace) -> int:
     from sonofm.data.pack_writer import pack_images
+    from sonofm.data.work_shard import Shard
 
-    result = pack_images(args.inputs, args.out, args.img_size, args.shard_size, progress=not args.no_progress)
+    result = pack_images(args.inputs, args.out, args.img_size, args.shard_size, progress=not args.no_progress,
+                         shard=Shard.parse(args.shard) if args.shard else None)
+    if not result.finished:
+        print(f"packed {result.images} images into {result.shards} shards in {result.folder}; the pack is joined by "
+              "the process that finishes the last shard")
+        return 0
     print(f"packed {result.images} images into {result.shards} shards in {result.folder} "
           f"({result.skipped} unreadable files skipped, listed in {result.folder / 'skipped.csv'})")
     return 0

@@ -100,7 +100,8 @@ def run_train_prompter(args: argparse.Namespace) -> int:
 
 
 def run_automask(args: argparse.Namespace) -> int:
-    from sonofm.tasks.sam.automask import Shard, automask
+    from sonofm.data.work_shard import Shard
+    from sonofm.tasks.sam.automask import automask
 
     if not Path(args.images).is_dir():  # checked before --out is claimed for these images
         raise SonofmError(f"--images {args.images} is not a folder; nothing was written")

@@ -6,6 +6,9 @@ once) and the list is saved, so a rerun packs the same images. Shard ``i`` holds
 part of the index beside it, so an interrupted pack resumes at the first unfinished shard. An image that cannot be
 decoded is left out and listed in ``skipped.csv`` (path, reason); nothing is dropped silently. The last step joins
 the parts into ``index.npz``, ``metadata.csv`` and ``pack.json`` (see :mod:`sonofm.data.packed`).
+
+Several processes can pack at once (``--shard K/N``, or one per rank under torchrun): process ``K`` writes shards
+``K, K + N, ...``; whichever finds every shard done when it finishes joins them (one at a time, by a lock file).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,28 +32,36 @@ from sonofm.data.frames import is_dicom_file, parse_frame_ref
 from sonofm.data.image_io import read_image
 from sonofm.data.packed import INDEX, MANIFEST, METADATA, PACK_FORMAT, SKIPPED, shard_name
 from sonofm.data.unlabeled import file_digest, scan_image_folders, source_ids
+from sonofm.data.work_shard import Shard
 from sonofm.errors import SonofmError
 
 FILE_LIST = "files.txt"
+JOIN_LOCK = "join.lock"
+WORK_FILES = re.compile(r"(shard-\d{6}(\.tar|\.npz|\.csv|\.skipped\.csv)|files\.txt|scan_skipped\.csv|join\.lock"
+                        r"|\..*\.tmp)$")  # what an unfinished pack holds
 METADATA_COLUMNS = ("key", "path", "height", "width", "source", "pixel_size_mm", "blake2b")
 
 
 @dataclass
 class PackResult:
-    """What a pack run wrote: images packed, shards, images skipped as unreadable, the folder."""
+    """What a pack run wrote: images packed, shards, images skipped as unreadable, the folder; ``finished`` is False
+    when other processes' shards are still missing (their last one to finish joins the pack)."""
 
     images: int
     shards: int
     skipped: int
     folder: Path
+    finished: bool = True
 
 
 def pack_images(inputs: list[str | Path], out: str | Path, img_size: int | None = None, shard_size: int = 10_000,
-                progress: bool = True) -> PackResult:
+                progress: bool = True, shard: Shard | None = None) -> PackResult:
     """Pack every image under ``inputs`` into ``out``; each input folder is one source (e.g. an organ or a site).
 
-    ``img_size``: resize so that the shorter side is this many pixels (aspect kept), or keep the size.
+    ``img_size``: resize so that the shorter side is this many pixels (aspect kept), or keep the size. ``shard``:
+    this process's share when several pack at once (default: from torchrun's ``RANK``/``WORLD_SIZE``, else all).
     """
+    shard = shard or Shard.from_environment()
     if shard_size < 1:
         raise SonofmError(f"--shard-size must be >= 1, got {shard_size}")
     if img_size is not None and img_size < 8:
@@ -57,15 +70,27 @@ def pack_images(inputs: list[str | Path], out: str | Path, img_size: int | None 
     files = _scanned_files(inputs, out, progress)
     sources, names = source_ids(files, inputs)
     shards = -(-len(files) // shard_size)
-    with tqdm(total=len(files), desc="pack", unit="img", disable=not progress) as bar:
-        for shard in range(shards):
-            first = shard * shard_size
+    mine = range(shard.index, shards, shard.count)
+    total = sum(min(shard_size, len(files) - index * shard_size) for index in mine)
+    with tqdm(total=total, desc="pack", unit="img", disable=not progress) as bar:
+        for index in mine:
+            first = index * shard_size
             members = list(range(first, min(first + shard_size, len(files))))
-            if not (out / _part(shard, ".npz")).is_file():
-                _write_shard(out, shard, [(position, files[position], sources[position]) for position in members],
+            if not (out / _part(index, ".npz")).is_file():
+                _write_shard(out, index, [(position, files[position], sources[position]) for position in members],
                              img_size)
             bar.update(len(members))
-    return _join_parts(out, shards, names, img_size)
+    if not all((out / _part(index, ".npz")).is_file() for index in range(shards)):
+        return PackResult(total, len(mine), 0, out, finished=False)
+    try:
+        lock = os.open(out / JOIN_LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:  # another process is joining
+        return PackResult(total, len(mine), 0, out, finished=False)
+    try:
+        return _join_parts(out, shards, names, img_size)
+    finally:
+        os.close(lock)
+        (out / JOIN_LOCK).unlink(missing_ok=True)
 
 
 def _scanned_files(inputs: list[str | Path], out: Path, progress: bool) -> list[Path]:
@@ -79,7 +104,7 @@ def _scanned_files(inputs: list[str | Path], out: Path, progress: bool) -> list[
             raise SonofmError(f"{out} holds an unfinished pack of other folders ({', '.join(saved['inputs'])}); "
                               "delete it or choose another --out")
         return [Path(path) for path in saved["files"]]
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(not WORK_FILES.match(path.name) for path in out.iterdir()):
         raise SonofmError(f"--out {out} is a folder that holds other files; choose a new or empty folder")
     pool = scan_image_folders(inputs, progress=progress)
     if not pool.files:
@@ -175,8 +200,11 @@ def _member_offsets(tar_path: Path, keys: list[str]) -> tuple[np.ndarray, np.nda
 
 
 def _write_skipped(path: Path, rows: list[tuple[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(rows)
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows(rows)
+
+    atomic_write(path, write)
 
 
 def _join_parts(out: Path, shards: int, source_names: list[str], img_size: int | None) -> PackResult:

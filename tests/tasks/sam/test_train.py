@@ -18,9 +18,10 @@ from sonofm.data.layouts import load_index
 from sonofm.data.phantom import write_phantom_dataset
 from sonofm.data.records import Sample
 from sonofm.data.splits import load_split
+from sonofm.data.work_shard import Shard
 from sonofm.sam import build_adapted_sam, build_sam, load_adapted_sam, save_sam_checkpoint
 from sonofm.tasks.sam import train as sam_train
-from sonofm.tasks.sam.automask import Shard, automask
+from sonofm.tasks.sam.automask import automask
 from sonofm.tasks.sam.evaluation import evaluate_sam
 from sonofm.tasks.sam.train import PrompterConfig, SamFinetuneConfig, finetune_sam, train_prompter
 

@@ -26,45 +26,18 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from sonofm.atomic import atomic_write_json, atomic_write_png, atomic_write_text
 from sonofm.data.datasets import ImageFileDataset
 from sonofm.data.image_io import image_size
 from sonofm.data.unlabeled import scan_image_folders
+from sonofm.data.work_shard import Shard
+from sonofm.engine.precision import autocast_for, inference_device
+from sonofm.engine.trainer import Echo
 from sonofm.errors import SonofmError
-from sonofm.atomic import atomic_write_json, atomic_write_png, atomic_write_text
 from sonofm.runs.run_folder import RunFolder
 from sonofm.sam.adapted import AdaptedSam, load_adapted_sam
-from sonofm.engine.trainer import Echo
-from sonofm.engine.precision import autocast_for, inference_device
 
 INDEX_COLUMNS = ("image", "mask", "classes_present", "mean_confidence")
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` of ``count``: positions ``index, index + count, ...`` of the sorted image list."""
-
-    index: int = 0
-    count: int = 1
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        """``"K/N"`` with 0 <= K < N."""
-        try:
-            index, count = (int(part) for part in text.split("/"))
-        except ValueError:
-            raise SonofmError(f"--shard must look like K/N (e.g. 0/4), got {text!r}") from None
-        if not 0 <= index < count:
-            raise SonofmError(f"--shard {text}: need 0 <= K < N")
-        return cls(index, count)
-
-    @classmethod
-    def from_environment(cls) -> Shard:
-        """This process's rank and the world size under torchrun / DDP launchers; one shard otherwise."""
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
-
-    @property
-    def part_name(self) -> str:
-        return f"shard-{self.index}-of-{self.count}.csv"
 
 
 @dataclass
