@@ -30,3 +30,10 @@ def test_rows_match_a_source_by_its_name_or_base_name(tmp_path):
 def test_bad_files_are_refused_naming_the_row(tmp_path, text, message):
     with pytest.raises(SonofmError, match=message):
         read_source_weights(write(tmp_path, text), NAMES)
+
+
+def test_a_base_name_two_sources_share_must_be_written_in_full(tmp_path):
+    names = ["/site_a/images", "/site_b/images"]
+    with pytest.raises(SonofmError, match="row 1 names source 'images'"):
+        read_source_weights(write(tmp_path, "images,1\n"), names)
+    assert read_source_weights(write(tmp_path, "/site_a/images,1\n/site_b/images,3\n"), names) == [1.0, 3.0]

@@ -9,7 +9,7 @@ from sonofm.cli.options import HARDWARE_FLAGS, add_hardware_flags, add_output_fl
 ACLUS_FLAGS = {
     "data": "data", "masks": "masks", "model": "model", "img_size": "img_size", "epochs": "epochs",
     "max_steps": "max_steps", "batch_size": "batch_size", "accumulate": "accumulate", "seed": "seed",
-    "lr": "optim.lr", **HARDWARE_FLAGS,
+    "lr": "optim.lr", "balance": "balance", **HARDWARE_FLAGS,
 }
 MIM_FLAGS = {
     "data": "data", "model": "model", "img_size": "img_size", "epochs": "epochs", "max_steps": "max_steps",
@@ -29,10 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mim.add_argument("--data", required=True, nargs="+", metavar="PATH",
                      help="folders scanned recursively for images (labels ignored, duplicates skipped)")
     mim.add_argument("--model", help="encoder (default usfm_vit_base_patch16; see `sonofm models`)")
-    mim.add_argument("--balance", metavar="source|FILE.csv",
-                     help="source: give each --data folder (an organ, a site; or each source of a packed folder) the "
-                     "same share of an epoch's draws, as USFM balanced organs; FILE.csv: rows `source,weight` set the "
-                     "shares (default: every image once per epoch)")
+    _add_balance_flag(mim)
     _add_schedule_flags(mim, default_epochs=100, seeds="masks, order, augmentation and init",
                         lr_help="peak learning rate (default 2e-4)")
     add_output_flags(mim, "run", "--set mim.mask_ratio=0.5 --set mim.frequency=false")
@@ -47,10 +44,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     aclus.add_argument("--masks", required=True, nargs="+", metavar="PATH",
                        help="one anatomy-map folder per --data folder (same relative paths), or one automask index.csv")
     aclus.add_argument("--model", help="resnet18 (default) or resnet50")
+    _add_balance_flag(aclus)
     _add_schedule_flags(aclus, default_epochs=300, seeds="views, ids, corruption, order and init",
                         lr_help="LARS base learning rate per 256 images (default 0.3)")
     add_output_flags(aclus, "run", "--set aclus.num_ids=8 --set aclus.background=false")
     aclus.set_defaults(handler=run_pretrain_aclus)
+
+
+def _add_balance_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--balance", metavar="source|FILE.csv",
+                        help="source: give each --data folder (an organ, a site; or each source of a packed folder) "
+                        "the same share of an epoch's draws, as USFM balanced organs; FILE.csv: rows `source,weight` "
+                        "set the shares (default: every image once per epoch)")
 
 
 def _add_schedule_flags(parser: argparse.ArgumentParser, default_epochs: int, seeds: str, lr_help: str) -> None:

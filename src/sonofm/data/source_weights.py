@@ -10,7 +10,8 @@ from sonofm.errors import SonofmError
 
 def read_source_weights(path: str | Path, names: list[str]) -> list[float]:
     """One weight per source of ``names`` (in that order), from ``path``. A row's ``source`` is a source's name as
-    given (a ``--data`` folder) or its last path component (``liver`` for ``/archive/liver``); every source needs a
+    given (a ``--data`` folder) or its last path component when no other source shares it (``liver`` for
+    ``/archive/liver``); every source needs a
     row, weights are >= 0 and not all 0. SonofmError naming the file and the row otherwise."""
     path = Path(path)
     try:
@@ -20,7 +21,9 @@ def read_source_weights(path: str | Path, names: list[str]) -> list[float]:
         raise SonofmError(f"cannot read --balance weights file {path}: {error.strerror}") from None
     if rows and [cell.strip().lower() for cell in rows[0]] == ["source", "weight"]:
         rows = rows[1:]
-    lookup = {name: index for index, name in enumerate(names)} | {Path(name).name: i for i, name in enumerate(names)}
+    base_names = [Path(name).name for name in names]
+    lookup = {base: index for index, base in enumerate(base_names) if base_names.count(base) == 1}
+    lookup |= {name: index for index, name in enumerate(names)}
     weights: list[float | None] = [None] * len(names)
     for line, row in enumerate(rows, start=1):
         if len(row) != 2:

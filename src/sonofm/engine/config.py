@@ -133,7 +133,9 @@ class PretrainingConfig(ScheduleConfig):
     """Options shared by pretraining methods (each method's config adds its own).
 
     ``epochs`` or ``max_steps`` (optimiser steps; wins when set) bound training; ``checkpoint_every`` is in
-    optimiser steps (``last.ckpt`` is also written at every epoch's end).
+    optimiser steps (``last.ckpt`` is also written at every epoch's end). ``balance="source"`` gives each source
+    (``--data`` folder, or a packed folder's source) the same share of an epoch's draws (USFM's organ balance), a
+    CSV file of ``source,weight`` rows shares them in proportion; None: every image once per epoch.
     """
 
     data: list[str] = field(default_factory=list)
@@ -142,6 +144,7 @@ class PretrainingConfig(ScheduleConfig):
     max_steps: int | None = None
     batch_size: int = 64
     checkpoint_every: int = 500
+    balance: str | None = None
 
     def img_size_check(self) -> tuple[bool, str]:
         return img_size_check(self.model, self.img_size)
@@ -152,6 +155,8 @@ class PretrainingConfig(ScheduleConfig):
             *super().checks(),
             (self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1, got {self.max_steps}"),
             (self.checkpoint_every >= 0, "checkpoint_every must be >= 0"),
+            (self.balance in (None, "source") or str(self.balance).endswith(".csv"),
+             f"--balance must be source or a .csv weights file, got {self.balance!r}"),
         ]
 
 

@@ -119,3 +119,34 @@ def test_short_cpu_pretraining_on_real_anatomy_maps_lowers_the_loss(shared_data,
     first, last = log[0], log[-1]
     assert float(last["train/contrast_epoch"]) < float(first["train/contrast_epoch"]) - 0.5
     assert float(last["train/context_epoch"]) < 0.9 * float(first["train/context_epoch"])
+
+
+def test_balance_weights_share_an_epoch_between_image_folders(phantom, tmp_path):
+    """Two --data folders (5 and 11 images) with their map folders, weights 1:1: each gets half the 16 draws."""
+    folders = []
+    for name, count in (("small", 5), ("large", 11)):
+        images, masks = tmp_path / name / "images", tmp_path / name / "masks"
+        images.mkdir(parents=True)
+        masks.mkdir()
+        chosen = sorted((phantom / "images").glob("*.png"))[:count] if name == "small" else \
+            sorted((phantom / "images").glob("*.png"))[-count:]
+        for path in chosen:
+            shutil.copy(path, images / path.name)
+            shutil.copy(phantom / "masks" / path.name, masks / path.name)
+        folders.append((images, masks))
+    (tmp_path / "weights.csv").write_text("".join(f"{images},1\n" for images, _ in folders))  # both end in images/
+    config = tiny_config(phantom, data=[str(images) for images, _ in folders], masks=[str(m) for _, m in folders],
+                         epochs=1, balance=str(tmp_path / "weights.csv"))
+    lines = []
+    drawn = []
+
+    class Draws(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            drawn.extend(position for position, _ in trainer.train_dataloader.sampler)
+
+    pretrain_aclus(config, tmp_path / "run", echo=lines.append, callbacks=[Draws()])
+    assert any(line.startswith("balanced over 2 sources") for line in lines), lines
+    with (tmp_path / "run" / "pairs.csv").open(newline="") as handle:
+        images = [row["image"] for row in csv.DictReader(handle)]
+    counts = {name: sum(f"/{name}/" in images[position] for position in drawn) for name in ("small", "large")}
+    assert counts == {"small": 8, "large": 8}

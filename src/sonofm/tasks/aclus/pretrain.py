@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.data.anatomy_maps import Pair, find_anatomy_pairs
+from sonofm.engine.balance import balanced_sources
 from sonofm.engine.config import PretrainingConfig
 from sonofm.engine.data import make_loader
 from sonofm.engine.distributed import attach_run, rank_zero_first
@@ -71,7 +72,8 @@ def pretrain_aclus(config: AclusPretrainConfig, out: str | Path, overwrite: bool
     module = AclusModule(model, config.optim, global_batch, seed=config.seed)
     dataset = AclusDataset(pairs, config.img_size, config.aclus.crop_scale,
                            config.aclus.resolved_core_size(config.img_size))
-    loader = make_loader(dataset, config, train=True)
+    sources, weights = balanced_sources([image for image, _ in pairs], config, echo)
+    loader = make_loader(dataset, config, train=True, sources=sources, source_weights=weights)
     checkpoint = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0, enable_version_counter=False,
                                  every_n_train_steps=config.checkpoint_every or None)
     trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])

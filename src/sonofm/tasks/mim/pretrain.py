@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,8 +12,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.data.packed import PackedImages, is_packed_folder
-from sonofm.data.source_weights import read_source_weights
-from sonofm.data.unlabeled import ImagePool, PretrainImageDataset, scan_image_folders, source_ids
+from sonofm.data.unlabeled import ImagePool, PretrainImageDataset, scan_image_folders
+from sonofm.engine.balance import balanced_sources
 from sonofm.engine.config import PretrainingConfig
 from sonofm.engine.data import make_loader
 from sonofm.engine.distributed import attach_run, rank_zero_first
@@ -33,7 +32,6 @@ from sonofm.tasks.mim.module import MimModule, ReconstructionFigures
 
 OFFICIAL_EXPORT = "encoder_usfm_layout.pth"
 FIGURE_DIR = "reconstructions"
-BALANCE = (None, "source")  # --balance: every image once per epoch, each --data folder equally often, or a CSV file
 
 
 def _pretrain_optim() -> OptimConfig:
@@ -47,9 +45,7 @@ class MimPretrainConfig(PretrainingConfig):
 
     ``model_args`` go to the backbone; USFM ViTs default to one relative position table shared by all blocks
     (``shared_rel_pos_bias``), as USFM's released weights have, so the export in the official layout is exact.
-    ``figure_every`` is in optimiser steps (0: only at the end). ``balance="source"`` gives each source (``--data``
-    folder, or a packed folder's source) the same share of an epoch's draws (USFM's organ balance), a CSV file of
-    ``source,weight`` rows shares in proportion; None: every image once per epoch.
+    ``figure_every`` is in optimiser steps (0: only at the end).
     """
 
     model: str = "usfm_vit_base_patch16"
@@ -57,7 +53,6 @@ class MimPretrainConfig(PretrainingConfig):
     drop_path: float = 0.1
     figure_every: int = 500
     figure_images: int = 6
-    balance: str | None = None
     shards_models: ClassVar[bool] = True
     mim: MimConfig = field(default_factory=MimConfig)
     optim: OptimConfig = field(default_factory=_pretrain_optim)
@@ -67,8 +62,6 @@ class MimPretrainConfig(PretrainingConfig):
             *super().checks(),
             (self.figure_every >= 0, "figure_every must be >= 0"),
             (self.figure_images >= 1, f"figure_images must be >= 1, got {self.figure_images}"),
-            (self.balance in BALANCE or str(self.balance).endswith(".csv"),
-             f"--balance must be source or a .csv weights file, got {self.balance!r}"),
             *self.mim.checks(self.img_size, patch_size_of(self.model)),
         ]
 
@@ -100,7 +93,7 @@ def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = F
          f"{len(files)} images, batch {config.batch_size} x {config.accumulate} accumulated")
 
     module = MimModule(model, config.optim, seed=config.seed)
-    sources, weights = _balanced_sources(files, config, echo)
+    sources, weights = balanced_sources(files, config, echo)
     loader = make_loader(PretrainImageDataset(files, config.img_size, train=True), config, train=True,
                          sources=sources, source_weights=weights)
     shown = PretrainImageDataset(files, config.img_size, train=False,
@@ -144,28 +137,6 @@ def _load_or_scan_images(run: RunFolder, config: MimPretrainConfig, resuming: bo
         raise SonofmError(f"no usable images in {', '.join(config.data)}")
     atomic_write_text(listing, "".join(f"{path}\n" for path in pool.files))
     return pool.files
-
-
-def _balanced_sources(files: list[Path] | PackedImages, config: MimPretrainConfig, echo: Echo
-                      ) -> tuple[list[int] | None, list[float] | None]:
-    """With ``--balance``: the source of each image (its ``--data`` folder, or the packed folder's source ids) and
-    the sources' weights (None: equal), after one line on the balance; else ``(None, None)``."""
-    if config.balance is None:
-        return None, None
-    if isinstance(files, PackedImages):
-        ids, names = files.sources.tolist(), files.source_names
-    else:
-        ids, names = source_ids(files, config.data)
-    counts = Counter(ids)
-    present = sorted(counts)  # a folder whose images were all duplicates of others has none
-    every = [1.0] * len(names) if config.balance == "source" else read_source_weights(config.balance, names)
-    weights = [every[source] for source in present]
-    if not any(weights):
-        raise SonofmError(f"--balance {config.balance}: every source that has images weighs 0")
-    draws = [len(files) * weight / sum(weights) for weight in weights]
-    echo(f"balanced over {len(present)} sources, draws per epoch: " + ", ".join(
-        f"{names[source]} ({counts[source]} images, about {share:.0f} draws)" for source, share in zip(present, draws)))
-    return ids, weights
 
 
 def _export(run: RunFolder, model: MaskedImageModel) -> None:
