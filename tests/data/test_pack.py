@@ -147,3 +147,13 @@ def test_two_processes_pack_their_shards_and_the_last_joins(folders, tmp_path):
         assert (tmp_path / "sharded" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name
     assert sorted(path.name for path in (tmp_path / "sharded").iterdir()) == sorted(
         path.name for path in (tmp_path / "single").iterdir())
+
+
+def test_a_single_process_takes_over_a_join_left_unfinished(folders, tmp_path):
+    """A joiner killed after taking the lock: another sharded process leaves the join to it, a lone rerun takes over."""
+    out = tmp_path / "killed"
+    assert not pack_images(folders, out, shard_size=3, progress=False, shard=Shard(0, 2)).finished
+    (out / "join.lock").write_text("")
+    assert not pack_images(folders, out, shard_size=3, progress=False, shard=Shard(1, 2)).finished
+    assert pack_images(folders, out, shard_size=3, progress=False).finished
+    assert is_packed_folder(out) and not (out / "join.lock").exists()

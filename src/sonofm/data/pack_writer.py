@@ -82,6 +82,8 @@ def pack_images(inputs: list[str | Path], out: str | Path, img_size: int | None 
             bar.update(len(members))
     if not all((out / _part(index, ".npz")).is_file() for index in range(shards)):
         return PackResult(total, len(mine), 0, out, finished=False)
+    if shard.count == 1:  # alone: a lock left by a joining process that was killed is stale
+        (out / JOIN_LOCK).unlink(missing_ok=True)
     try:
         lock = os.open(out / JOIN_LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:  # another process is joining
