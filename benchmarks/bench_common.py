@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Protocol, Self, TypeVar
 
 import torch
@@ -180,6 +181,16 @@ def peak_rss_bytes() -> int:
     """This process's peak resident set size (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def cpu_flags() -> str:
+    """The vector extensions that decide CPU matmul speed (AMX, AVX512-BF16, AVX512, AVX2)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    found = [name for name in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f" {name}" in flags]
+    return ",".join(found) or "none of amx/avx512/avx2"
 
 
 def synchronize(device: torch.device) -> None:

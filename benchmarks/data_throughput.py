@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,9 @@ from sonofm.data.sampling import SeededEpochSampler
 from sonofm.data.unlabeled import PretrainImageDataset
 from sonofm.data.workers import data_workers, usable_cores
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_common sits beside this script
+from bench_common import cpu_flags  # noqa: E402
+
 INDEX_PROBE = """
 import os, sys
 from pathlib import Path
@@ -49,15 +53,6 @@ else:
     index = [Path(folder) / f"organ_{i % 7:02d}" / f"study_{i // 50:06d}" / f"frame_{i:09d}.png" for i in range(count)]
 print(resident_mib() - before)
 """
-
-def cpu_flags() -> str:
-    """The vector extensions that decide CPU speed (AMX, AVX512-BF16, AVX512, AVX2)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    return ",".join(name for name in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f" {name}" in flags)
-
 
 def write_pictures(folder: Path, count: int, rows: int, cols: int) -> tuple[Path, Path]:
     """``count`` speckle-textured grayscale pictures as PNG (``folder/png``) and JPEG quality 90 (``folder/jpeg``)."""

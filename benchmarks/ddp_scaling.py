@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_common sits beside this script
+from bench_common import cpu_flags, peak_rss_bytes  # noqa: E402
 
 
 class StepTimer(L.Callback):
@@ -44,8 +46,7 @@ class StepTimer(L.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and self.start is not None:
             steps = trainer.global_step - self.warmup
-            peak_mib = (torch.cuda.max_memory_allocated() if torch.cuda.is_available() else
-                        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
+            peak_mib = (torch.cuda.max_memory_allocated() if torch.cuda.is_available() else peak_rss_bytes()) / 2**20
             self.out.write_text(json.dumps({"seconds": time.perf_counter() - self.start, "steps": steps,
                                             "world_size": trainer.world_size, "peak_mib": peak_mib}))
 
@@ -80,16 +81,6 @@ def _shared_flags(args: argparse.Namespace) -> list[str]:
     return ["--model", args.model, "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
             "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device,
             "--precision", args.precision, "--threads-per-process", str(args.threads_per_process)]
-
-
-def cpu_flags() -> str:
-    """The vector extensions that decide CPU matmul speed (AMX, AVX512-BF16, AVX512, AVX2)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    found = [name for name in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f" {name}" in flags]
-    return ",".join(found) or "none of amx/avx512/avx2"
 
 
 def write_images(folder: Path, count: int, size: int) -> Path:

@@ -87,9 +87,12 @@ class SegmentationMetrics:
             )
             self._images.append(scores)
 
-    def extend(self, other: SegmentationMetrics) -> None:
-        """Add the images ``other`` has seen (another process's share of a split)."""
-        self._images.extend(other._images)
+    @staticmethod
+    def merged(parts: list[SegmentationMetrics]) -> SegmentationMetrics:
+        """The first of ``parts`` holding every part's images (the processes' shares of one split)."""
+        for other in parts[1:]:
+            parts[0]._images.extend(other._images)
+        return parts[0]
 
     def compute(self) -> dict[str, float]:
         """Metrics over all images seen (see the module docstring for the keys)."""

@@ -14,7 +14,7 @@ from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.data.anatomy_maps import Pair, find_anatomy_pairs
 from sonofm.engine.balance import balanced_sources
 from sonofm.engine.config import PretrainingConfig
-from sonofm.engine.data import make_loader
+from sonofm.engine.data import make_loader, processes_on_this_machine
 from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.engine.epoch_log import EpochCsvLog
 from sonofm.engine.trainer import Echo, fit_resuming, make_trainer
@@ -89,8 +89,7 @@ def pretrain_aclus(config: AclusPretrainConfig, out: str | Path, overwrite: bool
 
 
 def _world_size(config: AclusPretrainConfig) -> int:
-    devices = int(config.devices) if config.devices.isdigit() else 1
-    return devices * config.num_nodes
+    return processes_on_this_machine(config) * config.num_nodes
 
 
 def _load_or_find_pairs(run: RunFolder, config: AclusPretrainConfig, resuming: bool) -> list[Pair]:

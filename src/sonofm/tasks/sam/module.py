@@ -129,9 +129,7 @@ class SamModule(SeededTrainingModule):
         ranks = self.from_every_rank((self._val_metrics, self._dice_sums))  # each rank's share of the split
         self._reset_validation()
         if self.stage == "prompter":
-            metrics = ranks[0][0]
-            for other, _ in ranks[1:]:
-                metrics.extend(other)
+            metrics = SegmentationMetrics.merged([rank_metrics for rank_metrics, _ in ranks])
             if len(metrics):
                 values = metrics.compute()
                 self.log("val/dice", values["dice"], prog_bar=True)

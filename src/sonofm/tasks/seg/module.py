@@ -53,9 +53,8 @@ class SegmentationModule(SeededTrainingModule):
         parts = self.from_every_rank((self._val_metrics, self._val_losses))
         self._val_metrics = SegmentationMetrics(self.class_names, self.model.ignore_index, compute_hd95=False)
         self._val_losses = []
-        metrics, losses = parts[0][0], [loss for _, rank_losses in parts for loss in rank_losses]
-        for other, _ in parts[1:]:
-            metrics.extend(other)
+        metrics = SegmentationMetrics.merged([rank_metrics for rank_metrics, _ in parts])
+        losses = [loss for _, rank_losses in parts for loss in rank_losses]
         seen = len(metrics)
         if not seen:
             return
