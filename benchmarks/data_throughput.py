@@ -93,7 +93,7 @@ def synthetic_index(folder: Path, count: int, shard_size: int = 10_000) -> Path:
     """A packed folder's index for ``count`` images (no shards: only the index is loaded)."""
     folder.mkdir(parents=True)
     positions = np.arange(count)
-    np.savez(folder / INDEX, shard=(positions // shard_size).astype(np.int32),
+    np.savez(folder / INDEX, shard=(positions // shard_size).astype(np.int32), key=positions.astype(np.int32),
              offset=((positions % shard_size) * 66_560 + 512).astype(np.int64),
              length=np.full(count, 65_664, np.int32), source=(positions % 7).astype(np.int16))
     (folder / MANIFEST).write_text(json.dumps({"format": PACK_FORMAT, "images": count,

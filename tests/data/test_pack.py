@@ -57,6 +57,10 @@ def test_pack_holds_every_readable_image_and_lists_the_broken_one(folders, tmp_p
         assert np.array_equal(packed.read(position), read_image(row["path"]))
         assert int(row["source"]) == packed.sources[position] == (0 if "/liver/" in row["path"] else 1)
         assert len(row["blake2b"]) == 128
+        assert packed.key(position) == row["key"]  # the tar member's key, kept past the skipped file
+        assert packed.name(position).endswith(f"/shard-{int(row['key']) // 3:06d}.tar#{row['key']}")
+        assert packed.size(position) == (int(row["width"]), int(row["height"])) == Image.open(row["path"]).size
+    assert [packed.key(position) for position in range(5, 8)] == ["000000006", "000000007", "000000008"]
     assert packed.source_names == [str(folder) for folder in folders]
 
 

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             apply_frame_flags(args)
             code = int(args.handler(args) or 0)
         except SonofmError as error:
-            print(f"sonofm: error: {error}", file=sys.stderr)
+            print(f"sonofm: error: {_own_message(error)}", file=sys.stderr)
             code = 2
         except KeyboardInterrupt:
             return _interrupted()
@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _leave_together()
         return code
+
+
+def _own_message(error: SonofmError) -> str:
+    """The error's own text; one raised in a loader worker process arrives with the worker's traceback before it."""
+    text = str(error)
+    return text.rpartition("SonofmError: ")[2].strip() if "Original Traceback" in text else text
 
 
 def _leave_together() -> None:

@@ -154,7 +154,8 @@ def _write_shard(out: Path, shard: int, members: list[tuple[int, Path, int]], im
 
     def write_index(tmp: Path) -> None:
         with tmp.open("wb") as handle:
-            np.savez(handle, offset=offsets, length=lengths, source=np.asarray(member_sources, np.int16))
+            np.savez(handle, key=np.asarray([int(key) for key in keys], np.int32), offset=offsets, length=lengths,
+                     source=np.asarray(member_sources, np.int16))
 
     atomic_write(out / _part(shard, ".npz"), write_index)
 
@@ -216,7 +217,8 @@ def _join_parts(out: Path, shards: int, source_names: list[str], img_size: int |
 
     def write_index(tmp: Path) -> None:
         with tmp.open("wb") as handle:
-            np.savez(handle, shard=shard_ids, offset=np.concatenate([part["offset"] for part in parts]),
+            np.savez(handle, shard=shard_ids, key=np.concatenate([part["key"] for part in parts]),
+                     offset=np.concatenate([part["offset"] for part in parts]),
                      length=np.concatenate([part["length"] for part in parts]),
                      source=np.concatenate([part["source"] for part in parts]))
 

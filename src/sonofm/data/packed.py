@@ -1,11 +1,11 @@
 """Reading a packed image folder (``sonofm data pack``): WebDataset tar shards plus an offset index.
 
 A packed folder holds ``shard-NNNNNN.tar`` files in WebDataset's layout (each sample is ``KEY.npy``, the decoded
-uint8 image as ``(H, W)`` or ``(H, W, 3)``, next to ``KEY.json``, its metadata), ``index.npz`` (per image: shard,
+uint8 image as ``(H, W)`` or ``(H, W, 3)``, next to ``KEY.json``, its metadata), ``index.npz`` (per image: shard, key,
 byte offset and length of its ``.npy`` member, source id) and ``pack.json`` (format, counts, source names).
 Any WebDataset or tar reader streams the shards in order; sonofm reads single images by offset, so that its seeded
 sampler (exact resume, source balance, sharding over ranks and workers) works on packs as on image folders, and a
-process loads only the index arrays (about 18 bytes per image), never a header per file.
+process loads only the index arrays (about 22 bytes per image), never a header per file.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ MANIFEST = "pack.json"
 INDEX = "index.npz"
 METADATA = "metadata.csv"
 SKIPPED = "skipped.csv"
+HEADER_BYTES = 256  # an .npy header of a 2- or 3-axis uint8 array fits (NumPy pads it to 64 bytes)
 OPEN_SHARDS = 64
 """Shard files kept open per process (least recently used closed first), well under the usual 1024-file limit."""
 
@@ -40,6 +41,16 @@ def shard_name(index: int) -> str:
 def is_packed_folder(path: str | Path) -> bool:
     """True for a folder written by ``sonofm data pack``."""
     return (Path(path) / MANIFEST).is_file()
+
+
+def packed_data(data: Sequence[str | Path]) -> PackedImages | None:
+    """The packed folder that ``--data`` names, or None for image folders (a pack is never mixed with others)."""
+    if not any(is_packed_folder(folder) for folder in data):
+        return None
+    if len(data) > 1:
+        raise SonofmError("--data takes one packed folder (from `sonofm data pack`) or image folders, not several "
+                          f"or a mix: {', '.join(map(str, data))}")
+    return PackedImages(data[0])
 
 
 class PackedImages:
@@ -55,8 +66,8 @@ class PackedImages:
         try:
             self.manifest: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
             index = np.load(self.folder / INDEX)
-            self.shards, self.offsets, self.lengths, self.sources = (
-                index["shard"], index["offset"], index["length"], index["source"])
+            self.shards, self.keys, self.offsets, self.lengths, self.sources = (
+                index["shard"], index["key"], index["offset"], index["length"], index["source"])
         except (OSError, ValueError, KeyError) as error:
             raise SonofmError(f"cannot read packed folder {self.folder}: {error}") from None
         if self.manifest.get("format") != PACK_FORMAT:
@@ -76,19 +87,37 @@ class PackedImages:
         with (self.folder / METADATA).open(newline="", encoding="utf-8") as handle:
             return [Path(row["path"]) for row in csv.DictReader(handle)]
 
+    def key(self, position: int) -> str:
+        """Image ``position``'s key in its shard (``KEY.npy``): unique in the pack, kept when images are skipped."""
+        return f"{int(self.keys[position]):09d}"
+
     def name(self, position: int) -> str:
-        """How errors and listings name an image: its shard and key."""
-        return f"{self.folder / shard_name(int(self.shards[position]))}#{position:09d}"
+        """How errors and listings name an image: ``<folder>/shard-NNNNNN.tar#KEY``."""
+        return f"{self.folder / shard_name(int(self.shards[position]))}#{self.key(position)}"
 
     def read(self, position: int) -> np.ndarray:
         """Image ``position`` as ``uint8 (H, W, 3)`` (a grayscale image is replicated to 3 channels)."""
-        data = os.pread(self._handle(int(self.shards[position])), int(self.lengths[position]),
-                        int(self.offsets[position]))
         try:
-            image = np.load(io.BytesIO(data), allow_pickle=False)
+            image = np.load(io.BytesIO(self._member(position)), allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
             raise SonofmError(f"cannot read packed image {self.name(position)}: {error}") from None
         return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+
+    def size(self, position: int) -> tuple[int, int]:
+        """Image ``position``'s ``(width, height)`` (as ``image_size``), from its ``.npy`` header alone."""
+        try:
+            header = io.BytesIO(self._member(position, HEADER_BYTES))
+            version = np.lib.format.read_magic(header)
+            shape = np.lib.format.read_array_header_1_0(header)[0] if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0(header)[0]
+        except (ValueError, OSError, EOFError) as error:
+            raise SonofmError(f"cannot read packed image {self.name(position)}: {error}") from None
+        return int(shape[1]), int(shape[0])
+
+    def _member(self, position: int, limit: int | None = None) -> bytes:
+        length = int(self.lengths[position])
+        return os.pread(self._handle(int(self.shards[position])), min(length, limit or length),
+                        int(self.offsets[position]))
 
     def _handle(self, shard: int) -> int:
         if os.getpid() != self._pid:  # a forked loader worker: open its own files

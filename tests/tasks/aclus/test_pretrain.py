@@ -3,14 +3,18 @@ that fine-tuning loads, fails clearly on bad input; on real ultrasound a short C
 
 import csv
 import shutil
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from sonofm.cli.main import main
+from sonofm.data.pack_writer import pack_images
+from sonofm.data.packed import PackedImages
 from sonofm.models import create_backbone
 from sonofm.tasks.aclus.pretrain import AclusPretrainConfig, pretrain_aclus
 
@@ -86,6 +90,47 @@ def test_automask_index_drives_pretraining(phantom, tmp_path):
     assert pairs == [(row["image"], str(index.parent / row["mask"])) for row in rows]
     assert seen.ids <= set().union(*own_ids)
     assert all(seen.ids & ids for ids in own_ids)  # every image's map was read (a crop may show one half only)
+
+
+def automask_output_for(packed: PackedImages, masks: Path, out: Path) -> Path:
+    """What ``sonofm sam automask`` writes for a pack (``masks/<key>.png``, ``automask.json``), from mask files
+    named like the packed images' originals."""
+    (out / "masks").mkdir(parents=True)
+    (out / "automask.json").write_text("{}")
+    for position, original in enumerate(packed.original_paths()):
+        shutil.copy(masks / original.name, out / "masks" / f"{packed.key(position)}.png")
+    return out
+
+
+def test_a_packed_folder_with_its_automask_maps_trains_as_the_image_folder(phantom, tmp_path):
+    """``--data PACK --masks AUTOMASK_OUT``: the same images and maps in the same order give the same weights as
+    the image folder with its mask folder (a pack not resized holds the images' exact pixels)."""
+    pack_images([phantom / "images"], tmp_path / "pack", shard_size=5, progress=False)
+    out = automask_output_for(PackedImages(tmp_path / "pack"), phantom / "masks", tmp_path / "automask")
+    from_folders = pretrain_aclus(tiny_config(phantom, epochs=1), tmp_path / "folders", **QUIET)
+    for masks in (out, out / "masks"):
+        run = tmp_path / f"pack_{masks.name}"
+        from_pack = pretrain_aclus(tiny_config(phantom, epochs=1, data=[str(tmp_path / "pack")], masks=[str(masks)]),
+                                   run, **QUIET)
+        assert from_pack == from_folders
+        assert not (run / "pairs.csv").exists()
+        for name, weight in load_file(tmp_path / "folders" / "model.safetensors").items():
+            assert torch.equal(load_file(run / "model.safetensors")[name], weight), name
+
+
+def test_a_packed_folder_with_missing_or_foreign_maps_fails_with_one_line(phantom, tmp_path, cli_error):
+    pack_images([phantom / "images"], tmp_path / "pack", shard_size=5, progress=False)
+    packed = PackedImages(tmp_path / "pack")
+    out = automask_output_for(packed, phantom / "masks", tmp_path / "automask")
+    base = ["pretrain", "aclus", "--data", str(tmp_path / "pack"), "--img-size", "32", "--batch-size", "8",
+            "--num-workers", "0", "--out", str(tmp_path / "r")]
+    assert "anatomy-map folder not found" in cli_error([*base, "--masks", str(tmp_path / "nowhere")])
+    last = out / "masks" / f"{packed.key(len(packed) - 1)}.png"
+    last.unlink()
+    assert f"no anatomy map for {packed.name(len(packed) - 1)}: {last} not found" in cli_error(
+        [*base, "--masks", str(out), "--num-workers", "1"])
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(out / "masks" / f"{packed.key(0)}.png")
+    assert "were the maps made for this pack?" in cli_error([*base, "--masks", str(out)])
 
 
 def test_bad_input_fails_with_one_line(phantom, tmp_path, cli_error):

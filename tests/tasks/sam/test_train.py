@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 from sonofm.cli.main import main
 from sonofm.data.datasets import SegmentationDataset
 from sonofm.data.layouts import load_index
+from sonofm.data.pack_writer import pack_images
+from sonofm.data.packed import PackedImages
 from sonofm.data.phantom import write_phantom_dataset
 from sonofm.data.records import Sample
 from sonofm.data.splits import load_split
@@ -151,6 +153,30 @@ def test_automask_writes_id_maps_at_each_image_size_and_resumes(phantom, prompte
 
     (out / rows[0]["mask"]).unlink()  # a lost mask is redone, nothing else
     assert automask(prompter_run[0], images, out, progress=False, **QUIET).written == 1
+
+
+def test_automask_labels_a_packed_folder_as_its_image_folder(phantom, prompter_run, tmp_path):
+    """A pack (not resized) gets the same maps as its folder, named by key; the index names each packed image."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for number, source in enumerate(sorted((phantom / "images").glob("*.png"))[:4]):
+        Image.open(source).convert("L").resize((48 + 16 * number, 64)).save(images / f"img{number}.png")
+    pack_images([images], tmp_path / "pack", shard_size=3, progress=False)
+    from_folder = automask(prompter_run[0], images, tmp_path / "folder_masks", progress=False, **QUIET)
+    from_pack = automask(prompter_run[0], tmp_path / "pack", tmp_path / "pack_masks", batch_size=3,
+                         progress=False, **QUIET)
+    assert from_pack.written == from_folder.written == 4
+    packed = PackedImages(tmp_path / "pack")
+    with (tmp_path / "pack_masks" / "index.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["image"] for row in rows] == [packed.name(position) for position in range(4)]
+    assert rows[3]["image"] == f"{(tmp_path / 'pack').resolve()}/shard-000001.tar#000000003"
+    for position, original in enumerate(packed.original_paths()):
+        assert rows[position]["mask"] == f"masks/{packed.key(position)}.png"
+        folder_mask = np.array(Image.open(tmp_path / "folder_masks" / "masks" / original.name))
+        pack_mask = np.array(Image.open(tmp_path / "pack_masks" / rows[position]["mask"]))
+        assert pack_mask.shape == (64, 48 + 16 * position)
+        np.testing.assert_array_equal(pack_mask, folder_mask)
 
 
 def test_interrupted_stage_one_resumes_exactly(phantom, tiny_sam, tmp_path, crash_at_epoch, assert_same_weights):

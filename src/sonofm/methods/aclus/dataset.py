@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from sonofm.data.image_io import read_image, read_mask
+from sonofm.data.anatomy_maps import AnatomyPairs
 from sonofm.data.sampling import ItemKey, item_generator
-from sonofm.errors import SonofmError
 from sonofm.methods.aclus.views import ViewParams, overlap, photometric, render_view, sample_view
 
 OVERLAP_TRIES = 10
@@ -28,9 +24,9 @@ class AclusDataset(Dataset):
     view 1's box and ``core_valid`` is False (no context loss for that image).
     """
 
-    def __init__(self, pairs: Sequence[tuple[Path, Path]], img_size: int = 224,
-                 crop_scale: tuple[float, float] = (0.08, 1.0), core_size: int | None = None) -> None:
-        self.pairs = list(pairs)
+    def __init__(self, pairs: AnatomyPairs, img_size: int = 224, crop_scale: tuple[float, float] = (0.08, 1.0),
+                 core_size: int | None = None) -> None:
+        self.pairs = pairs
         self.img_size = img_size
         self.core_size = core_size or img_size
         self.crop_scale = crop_scale
@@ -41,12 +37,9 @@ class AclusDataset(Dataset):
     def __getitem__(self, key: ItemKey) -> Sample:
         position, generator = item_generator(key)
         generator = generator or torch.Generator().manual_seed(position)
-        image_path, mask_path = self.pairs[position]
-        image = torch.from_numpy(read_image(image_path)).permute(2, 0, 1).float() / 255
-        mask = torch.from_numpy(read_mask(mask_path))
-        if mask.shape != image.shape[1:]:
-            raise SonofmError(f"anatomy map {mask_path} size {tuple(mask.shape)} != image {image_path} size "
-                              f"{tuple(image.shape[1:])}")
+        pixels, ids = self.pairs.read(position)
+        image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
+        mask = torch.from_numpy(ids)
         height, width = mask.shape
         first = sample_view(height, width, generator, self.crop_scale)
         second, core_box = first, None

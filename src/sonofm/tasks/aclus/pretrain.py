@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from sonofm.atomic import atomic_write_json, atomic_write_text
-from sonofm.data.anatomy_maps import Pair, find_anatomy_pairs
+from sonofm.data.anatomy_maps import AnatomyPairs, find_anatomy_pairs
 from sonofm.engine.balance import balanced_sources
 from sonofm.engine.config import PretrainingConfig
 from sonofm.engine.data import make_loader, processes_on_this_machine
@@ -72,7 +72,7 @@ def pretrain_aclus(config: AclusPretrainConfig, out: str | Path, overwrite: bool
     module = AclusModule(model, config.optim, global_batch, seed=config.seed)
     dataset = AclusDataset(pairs, config.img_size, config.aclus.crop_scale,
                            config.aclus.resolved_core_size(config.img_size))
-    sources, weights = balanced_sources([image for image, _ in pairs], config, echo)
+    sources, weights = balanced_sources(pairs.images, config, echo)
     loader = make_loader(dataset, config, train=True, sources=sources, source_weights=weights)
     checkpoint = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0, enable_version_counter=False,
                                  every_n_train_steps=config.checkpoint_every or None)
@@ -92,20 +92,23 @@ def _world_size(config: AclusPretrainConfig) -> int:
     return processes_on_this_machine(config) * config.num_nodes
 
 
-def _load_or_find_pairs(run: RunFolder, config: AclusPretrainConfig, resuming: bool) -> list[Pair]:
-    """The run's saved pairs when resuming, else a fresh search (saved as ``pairs.csv``)."""
+def _load_or_find_pairs(run: RunFolder, config: AclusPretrainConfig, resuming: bool) -> AnatomyPairs:
+    """The run's saved pairs when resuming, else a fresh search (saved as ``pairs.csv``; a packed folder's pairs
+    follow from the pack and its map folder, and are not listed)."""
     listing = run.path / "pairs.csv"
     if resuming and listing.is_file():
         with listing.open(newline="", encoding="utf-8") as handle:
-            return [(Path(row["image"]), Path(row["mask"])) for row in csv.DictReader(handle)]
+            rows = list(csv.DictReader(handle))
+        return AnatomyPairs([Path(row["image"]) for row in rows], [Path(row["mask"]) for row in rows])
     pairs = find_anatomy_pairs(config.data, config.masks)
     if len(pairs) < 2:
         raise SonofmError(f"ACLUS needs at least 2 images with anatomy maps, found {len(pairs)}")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image", "mask"])
-    writer.writerows((str(image), str(mask)) for image, mask in pairs)
-    atomic_write_text(listing, buffer.getvalue())
+    if isinstance(pairs.masks, list):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["image", "mask"])
+        writer.writerows((str(image), str(mask)) for image, mask in zip(pairs.images, pairs.masks))
+        atomic_write_text(listing, buffer.getvalue())
     return pairs
 
 

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from sonofm.atomic import atomic_write_json, atomic_write_text
-from sonofm.data.packed import PackedImages, is_packed_folder
+from sonofm.data.packed import PackedImages, packed_data
 from sonofm.data.unlabeled import ImagePool, PretrainImageDataset, scan_image_folders
 from sonofm.engine.balance import balanced_sources
 from sonofm.engine.config import PretrainingConfig
@@ -121,11 +121,8 @@ def _load_or_scan_images(run: RunFolder, config: MimPretrainConfig, resuming: bo
                          ) -> list[Path] | PackedImages:
     """A packed folder's images (``sonofm data pack``: nothing to scan), the run's saved image list when resuming
     (so added files do not change it), else a fresh scan."""
-    if any(is_packed_folder(folder) for folder in config.data):
-        if len(config.data) > 1:
-            raise SonofmError("--data takes one packed folder (from `sonofm data pack`) or image folders, not "
-                              f"several or a mix: {', '.join(config.data)}")
-        packed = PackedImages(config.data[0])
+    packed = packed_data(config.data)
+    if packed is not None:
         echo(f"{len(packed)} images packed in {config.data[0]} ({len(packed.source_names)} sources)")
         return packed
     listing = run.path / "images.txt"

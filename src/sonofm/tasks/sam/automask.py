@@ -2,10 +2,12 @@
 
 Output folder::
 
-    OUT/masks/<relative path>.png   one id map per image at the image's own size (uint8; uint16 past 255 classes)
+    OUT/masks/<relative path>.png   one id map per image at the image's own size (uint8; uint16 past 255 classes);
+                                    for a packed folder (``sonofm data pack``) ``OUT/masks/<key>.png``
     OUT/classes.json                class names by id
     OUT/parts/shard-K-of-N.csv      rows written by shard K as it goes (the resume record)
     OUT/index.csv                   image, mask, classes_present, mean_confidence; written once every image is done
+                                    (a packed image is named ``<pack>/shard-NNNNNN.tar#<key>``)
 
 Resumable: an image with a row in any part file and its mask on disk is skipped. Shards (``--shard K/N``, or the
 ``RANK``/``WORLD_SIZE`` of a torchrun/DDP launch) take every N-th image starting at K, so no two write one file.
@@ -29,6 +31,7 @@ from tqdm import tqdm
 from sonofm.atomic import atomic_write_json, atomic_write_png, atomic_write_text
 from sonofm.data.datasets import ImageFileDataset
 from sonofm.data.image_io import image_size
+from sonofm.data.packed import PackedImages, is_packed_folder
 from sonofm.data.unlabeled import scan_image_folders
 from sonofm.data.work_shard import Shard
 from sonofm.engine.precision import autocast_for, inference_device
@@ -48,10 +51,26 @@ class AutomaskSummary:
     index: Path | None  # None until every shard has finished
 
 
+@dataclass
+class _Labelled:
+    """The images to label: ``source`` (files or a pack), each one's ``names`` (the index's ``image`` column) and
+    ``masks`` (mask paths relative to the output folder), by position."""
+
+    source: list[Path] | PackedImages
+    names: list[str]
+    masks: list[Path]
+
+    def size(self, position: int) -> tuple[int, int]:
+        """``(width, height)`` of image ``position``."""
+        if isinstance(self.source, PackedImages):
+            return self.source.size(position)
+        return image_size(self.source[position])
+
+
 def automask(run_path: str | Path, images_dir: str | Path, out: str | Path, batch_size: int = 8,
              shard: Shard | None = None, precision: str = "auto", num_workers: int = 1, accelerator: str = "auto",
              progress: bool = True, echo: Echo = print) -> AutomaskSummary:
-    """Write anatomy-id maps for every image under ``images_dir`` (recursively) into ``out``."""
+    """Write anatomy-id maps for every image under ``images_dir`` (recursively, or a packed folder) into ``out``."""
     run = RunFolder(Path(run_path))
     run.require_finished()
     model = load_adapted_sam(run.model)
@@ -60,20 +79,29 @@ def automask(run_path: str | Path, images_dir: str | Path, out: str | Path, batc
     shard = shard or Shard.from_environment()
     root, out = Path(images_dir).resolve(), Path(out)
     _claim_output(out, run.path.resolve(), root)
+    labelled, unreadable = _labelled_images(root, echo)
+    atomic_write_json(out / "classes.json", dict(enumerate(model.classes)))
+    done = _finished_rows(out)
+    mine = range(shard.index, len(labelled.names), shard.count)
+    todo = [position for position in mine if labelled.names[position] not in done]
+    echo(f"{len(labelled.names)} images in {root}; shard {shard.index}/{shard.count} has {len(mine)}, "
+         f"{len(mine) - len(todo)} already done")
+    _segment(model, labelled, todo, out, shard, batch_size, precision, num_workers, accelerator, progress)
+    index = _write_index_when_complete(out, labelled.names)
+    echo(f"index written: {index}" if index else "index.csv follows when every shard has finished")
+    return AutomaskSummary(len(todo), len(mine) - len(todo), unreadable, index)
+
+
+def _labelled_images(root: Path, echo: Echo) -> tuple[_Labelled, int]:
+    """The images under ``root`` (a packed folder or an image folder) and how many files could not be read."""
+    if is_packed_folder(root):
+        packed = PackedImages(root)
+        return _Labelled(packed, [packed.name(position) for position in range(len(packed))],
+                         [Path("masks") / f"{packed.key(position)}.png" for position in range(len(packed))]), 0
     pool = scan_image_folders([root], dedup=False)
     for path, why in pool.skipped:
         echo(f"skipping unreadable image {path}: {why}")
-    masks = _mask_names(pool.files, root)
-    atomic_write_json(out / "classes.json", dict(enumerate(model.classes)))
-    done = _finished_rows(out)
-    mine = [path for position, path in enumerate(pool.files) if position % shard.count == shard.index]
-    todo = [path for path in mine if str(path) not in done]
-    echo(f"{len(pool.files)} images in {root}; shard {shard.index}/{shard.count} has {len(mine)}, "
-         f"{len(mine) - len(todo)} already done")
-    _segment(model, todo, masks, out, shard, batch_size, precision, num_workers, accelerator, progress)
-    index = _write_index_when_complete(out, pool.files)
-    echo(f"index written: {index}" if index else "index.csv follows when every shard has finished")
-    return AutomaskSummary(len(todo), len(mine) - len(todo), len(pool.skipped), index)
+    return _Labelled(pool.files, [str(path) for path in pool.files], _mask_names(pool.files, root)), len(pool.skipped)
 
 
 def _claim_output(out: Path, run: Path, root: Path) -> None:
@@ -90,43 +118,43 @@ def _claim_output(out: Path, run: Path, root: Path) -> None:
     atomic_write_json(record, wanted)
 
 
-def _mask_names(files: list[Path], root: Path) -> dict[Path, Path]:
+def _mask_names(files: list[Path], root: Path) -> list[Path]:
     """Each image's mask path relative to the output folder: ``masks/<relative path with .png>``."""
-    names: dict[Path, Path] = {}
     owners: dict[Path, Path] = {}
     for path in files:
         name = Path("masks") / path.relative_to(root).with_suffix(".png")
         if name in owners:
             raise SonofmError(f"{owners[name]} and {path} would both write {name}; rename one of them")
         owners[name] = path
-        names[path] = name
-    return names
+    return list(owners)
 
 
-def _segment(model: AdaptedSam, paths: list[Path], masks: dict[Path, Path], out: Path, shard: Shard,
-             batch_size: int, precision: str, num_workers: int, accelerator: str, progress: bool) -> None:
-    if not paths:
+def _segment(model: AdaptedSam, labelled: _Labelled, todo: list[int], out: Path, shard: Shard, batch_size: int,
+             precision: str, num_workers: int, accelerator: str, progress: bool) -> None:
+    if not todo:
         return
     device = _device(accelerator)
     model = model.to(device).eval()
     part = out / "parts" / shard.part_name
     part.parent.mkdir(parents=True, exist_ok=True)
     new_file = not part.is_file()
-    loader = DataLoader(ImageFileDataset(paths, model.img_size), batch_size=batch_size, num_workers=num_workers)
+    loader = DataLoader(ImageFileDataset(labelled.source, model.img_size, positions=todo), batch_size=batch_size,
+                        num_workers=num_workers)
     with part.open("a", newline="", encoding="utf-8") as handle, torch.inference_mode(), \
-            tqdm(total=len(paths), desc="automask", unit="img", disable=not progress) as bar:
+            tqdm(total=len(todo), desc="automask", unit="img", disable=not progress) as bar:
         writer = csv.writer(handle)
         if new_file:
             writer.writerow(INDEX_COLUMNS)
         for images, positions in loader:
             with autocast_for(device, precision):
                 scores = model.predict(images.to(device)).float()
-            for score, position in zip(scores, positions.tolist()):
-                path = paths[position]
-                ids, confidence = anatomy_map(score, image_size(path))
-                atomic_write_png(out / masks[path], ids.numpy().astype(np.uint8 if score.shape[0] <= 256 else np.uint16))
+            for score, index in zip(scores, positions.tolist()):
+                position = todo[index]
+                ids, confidence = anatomy_map(score, labelled.size(position))
+                mask = labelled.masks[position]
+                atomic_write_png(out / mask, ids.numpy().astype(np.uint8 if score.shape[0] <= 256 else np.uint16))
                 present = ";".join(str(c) for c in torch.unique(ids).tolist() if c != 0)
-                writer.writerow([str(path), masks[path].as_posix(), present, f"{confidence:.4f}"])
+                writer.writerow([labelled.names[position], mask.as_posix(), present, f"{confidence:.4f}"])
             handle.flush()
             bar.update(len(positions))
 
@@ -162,12 +190,12 @@ def _finished_rows(out: Path) -> dict[str, dict[str, str]]:
     return rows
 
 
-def _write_index_when_complete(out: Path, files: list[Path]) -> Path | None:
+def _write_index_when_complete(out: Path, names: list[str]) -> Path | None:
     rows = _finished_rows(out)
-    if any(str(path) not in rows for path in files):
+    if any(name not in rows for name in names):
         return None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(INDEX_COLUMNS)
-    writer.writerows([rows[str(path)][column] for column in INDEX_COLUMNS] for path in files)
+    writer.writerows([rows[name][column] for column in INDEX_COLUMNS] for name in names)
     return atomic_write_text(out / "index.csv", buffer.getvalue())
