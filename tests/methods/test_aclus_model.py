@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sonofm.methods.aclus.corruption import CorruptionConfig, corrupt
 from sonofm.data.anatomy_maps import AnatomyPairs
+from sonofm.methods.aclus.corruption import CorruptionConfig, corrupt
 from sonofm.methods.aclus.dataset import AclusDataset
 from sonofm.methods.aclus.model import AclusConfig, AclusModel, ema_momentum
 from sonofm.tasks.aclus.module import AclusModule, LarsConfig
@@ -66,7 +66,8 @@ def test_the_target_is_updated_once_per_optimiser_step(tmp_path):
     model = AclusModel("resnet18", 32, AclusConfig(num_ids=2))
     before = [param.clone() for param in model.target.parameters()]
     module = AclusModule(model, LarsConfig(warmup_epochs=0), global_batch=4)
-    loader = torch.utils.data.DataLoader(AclusDataset(AnatomyPairs([image for image, _ in pairs], [mask for _, mask in pairs]), 32), batch_size=2)
+    pairs = AnatomyPairs([image for image, _ in pairs], [mask for _, mask in pairs])
+    loader = torch.utils.data.DataLoader(AclusDataset(pairs, 32), batch_size=2)
     trainer = L.Trainer(max_epochs=1, accumulate_grad_batches=2, accelerator="cpu", logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, loader)

@@ -56,7 +56,8 @@ def test_integer_id_pngs_keep_every_anatomy(tmp_path):
     mask = quadrant_mask(64).numpy().astype(np.uint8)
     Image.fromarray(mask).save(tmp_path / "mask.png")
     Image.fromarray(np.full((64, 64), 128, np.uint8)).save(tmp_path / "image.png")
-    sample = AclusDataset(AnatomyPairs([tmp_path / "image.png"], [tmp_path / "mask.png"]), img_size=32, crop_scale=(1.0, 1.0))[0]
+    pairs = AnatomyPairs([tmp_path / "image.png"], [tmp_path / "mask.png"])
+    sample = AclusDataset(pairs, img_size=32, crop_scale=(1.0, 1.0))[0]
     for ids in (sample["view_masks"][0], sample["view_masks"][1], sample["core_mask"]):
         assert set(ids.unique().tolist()) == {0, 1, 2, 3}
     counts = id_presence(sample["view_masks"], 4, background=True)

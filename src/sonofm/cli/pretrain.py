@@ -43,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     aclus.add_argument("--data", required=True, nargs="+", metavar="PATH",
                        help="image folders (searched recursively), or one packed folder (`sonofm data pack`)")
     aclus.add_argument("--masks", required=True, nargs="+", metavar="PATH",
-                       help="one anatomy-map folder per --data folder (same relative paths), or one automask index.csv; "
-                       "for a packed folder, the `sonofm sam automask` output of that pack")
+                       help="one anatomy-map folder per --data folder (same relative paths), or one automask "
+                       "index.csv; for a packed folder, the `sonofm sam automask` output of that pack")
     aclus.add_argument("--model", help="resnet18 (default) or resnet50")
     _add_balance_flag(aclus)
     _add_schedule_flags(aclus, default_epochs=300, seeds="views, ids, corruption, order and init",

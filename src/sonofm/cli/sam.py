@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Writes OUT/masks/<image>.png at each image's size and OUT/index.csv; reruns skip finished images.",
     )
     automask.add_argument("--run", required=True, help="finished `sonofm sam train-prompter` run")
-    automask.add_argument("--images", required=True, help="image folder (searched recursively), or a packed folder (`sonofm data pack`)")
+    automask.add_argument("--images", required=True,
+                          help="image folder (searched recursively), or a packed folder (`sonofm data pack`)")
     automask.add_argument("--out", required=True, help="output folder")
     automask.add_argument("--batch-size", type=int, default=8)
     automask.add_argument("--shard", help="K/N: process every N-th image from K (default: RANK/WORLD_SIZE or 0/1)")
