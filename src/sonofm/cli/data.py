@@ -37,9 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     pack = commands.add_parser(
         "pack", help="pack image folders into WebDataset tar shards for pretraining at scale",
-        description="Decode every image under the input folders (each folder one source: an organ, a site) once, "
-        "optionally resize it, and write tar shards of uint8 arrays with per-image metadata and an offset index. "
-        "`sonofm pretrain mim --data OUT` reads the result. Rerunning an interrupted pack resumes it.",
+        description="Decode every image under the input folders once, optionally resize it, and write tar shards of "
+        "uint8 arrays with per-image metadata (source: organ, site) and an offset index. `sonofm pretrain mim|aclus "
+        "--data OUT`, `sonofm embed --input OUT` and `sonofm sam automask --images OUT` read the result. Rerunning an "
+        "interrupted pack resumes it.",
     )
     pack.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image folders (searched recursively)")
     pack.add_argument("--out", type=Path, required=True, metavar="DIR", help="packed folder to write")
@@ -47,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pack.add_argument("--shard-size", type=int, default=10_000, metavar="N", help="images per shard (default 10000)")
     pack.add_argument("--shard", metavar="K/N", help="pack shards K, K+N, ... in this process while others pack the "
                       "rest (default: RANK/WORLD_SIZE under torchrun, else everything)")
+    pack.add_argument("--source-from", default="folder", metavar="folder|TABLE.csv:COLUMN",
+                      help="each image's source (for --balance source): its input folder (default), or its row's "
+                      "COLUMN in a table whose `path` (or `name`: file name without extension) column names images")
     pack.add_argument("--no-progress", action="store_true")
     pack.set_defaults(handler=run_pack)
 
@@ -70,7 +74,7 @@ def run_pack(args: argparse.Namespace) -> int:
     from sonofm.data.work_shard import Shard
 
     result = pack_images(args.inputs, args.out, args.img_size, args.shard_size, progress=not args.no_progress,
-                         shard=Shard.parse(args.shard) if args.shard else None)
+                         shard=Shard.parse(args.shard) if args.shard else None, source_from=args.source_from)
     if not result.finished:
         print(f"packed {result.images} images into {result.shards} shards in {result.folder}; the pack is joined by "
               "the process that finishes the last shard")

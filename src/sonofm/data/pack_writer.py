@@ -31,6 +31,7 @@ from sonofm.data.dicom_io import dicom_metadata
 from sonofm.data.frames import is_dicom_file, parse_frame_ref
 from sonofm.data.image_io import read_image
 from sonofm.data.packed import INDEX, MANIFEST, METADATA, PACK_FORMAT, SKIPPED, shard_name
+from sonofm.data.source_table import SourceColumn
 from sonofm.data.unlabeled import file_digest, scan_image_folders, source_ids
 from sonofm.data.work_shard import Shard
 from sonofm.errors import SonofmError
@@ -55,20 +56,23 @@ class PackResult:
 
 
 def pack_images(inputs: list[str | Path], out: str | Path, img_size: int | None = None, shard_size: int = 10_000,
-                progress: bool = True, shard: Shard | None = None) -> PackResult:
-    """Pack every image under ``inputs`` into ``out``; each input folder is one source (e.g. an organ or a site).
+                progress: bool = True, shard: Shard | None = None, source_from: str = "folder") -> PackResult:
+    """Pack every image under ``inputs`` into ``out``.
 
     ``img_size``: resize so that the shorter side is this many pixels (aspect kept), or keep the size. ``shard``:
     this process's share when several pack at once (default: from torchrun's ``RANK``/``WORLD_SIZE``, else all).
+    ``source_from``: ``folder`` (each input folder is one source, e.g. an organ or a site) or ``TABLE.csv:COLUMN``
+    (each image's source is its row's value; see :mod:`sonofm.data.source_table`).
     """
     shard = shard or Shard.from_environment()
     if shard_size < 1:
         raise SonofmError(f"--shard-size must be >= 1, got {shard_size}")
     if img_size is not None and img_size < 8:
         raise SonofmError(f"--img-size must be >= 8, got {img_size}")
+    if source_from != "folder":
+        SourceColumn.parse(source_from)  # a malformed value fails before the scan
     out = Path(out)
-    files = _scanned_files(inputs, out, progress)
-    sources, names = source_ids(files, inputs)
+    files, sources, names = _scanned_files(inputs, out, progress, source_from)
     shards = -(-len(files) // shard_size)
     mine = range(shard.index, shards, shard.count)
     total = sum(min(shard_size, len(files) - index * shard_size) for index in mine)
@@ -89,14 +93,16 @@ def pack_images(inputs: list[str | Path], out: str | Path, img_size: int | None 
     except FileExistsError:  # another process is joining
         return PackResult(total, len(mine), 0, out, finished=False)
     try:
-        return _join_parts(out, shards, names, img_size)
+        return _join_parts(out, shards, names, img_size, source_from)
     finally:
         os.close(lock)
         (out / JOIN_LOCK).unlink(missing_ok=True)
 
 
-def _scanned_files(inputs: list[str | Path], out: Path, progress: bool) -> list[Path]:
-    """The saved file list of an unfinished pack of the same inputs, else a fresh scan (saved)."""
+def _scanned_files(inputs: list[str | Path], out: Path, progress: bool, source_from: str
+                   ) -> tuple[list[Path], list[int], list[str]]:
+    """The saved file list of an unfinished pack of the same inputs and sources, else a fresh scan (saved once its
+    sources are known); with each file's source id and the source names."""
     listing = out / FILE_LIST
     if (out / MANIFEST).is_file():
         raise SonofmError(f"{out} is already a finished pack; choose another --out")
@@ -105,17 +111,28 @@ def _scanned_files(inputs: list[str | Path], out: Path, progress: bool) -> list[
         if saved["inputs"] != [str(path) for path in inputs]:
             raise SonofmError(f"{out} holds an unfinished pack of other folders ({', '.join(saved['inputs'])}); "
                               "delete it or choose another --out")
-        return [Path(path) for path in saved["files"]]
+        if saved.get("source_from", "folder") != source_from:
+            raise SonofmError(f"{out} holds an unfinished pack with --source-from {saved.get('source_from')}; "
+                              "rerun with the same --source-from, or choose another --out")
+        files = [Path(path) for path in saved["files"]]
+        return files, *_source_ids(files, inputs, source_from)
     if out.is_dir() and any(not WORK_FILES.match(path.name) for path in out.iterdir()):
         raise SonofmError(f"--out {out} is a folder that holds other files; choose a new or empty folder")
     pool = scan_image_folders(inputs, progress=progress)
     if not pool.files:
         raise SonofmError(f"no usable images in {', '.join(map(str, inputs))}")
+    sources, names = _source_ids(pool.files, inputs, source_from)
     out.mkdir(parents=True, exist_ok=True)
     _write_skipped(out / "scan_skipped.csv", [(str(path), reason) for path, reason in pool.skipped])
-    atomic_write_text(listing, json.dumps({"inputs": [str(path) for path in inputs],
+    atomic_write_text(listing, json.dumps({"inputs": [str(path) for path in inputs], "source_from": source_from,
                                            "files": [str(path) for path in pool.files]}))
-    return pool.files
+    return pool.files, sources, names
+
+
+def _source_ids(files: list[Path], inputs: list[str | Path], source_from: str) -> tuple[list[int], list[str]]:
+    if source_from == "folder":
+        return source_ids(files, inputs)
+    return SourceColumn.parse(source_from).source_ids(files)
 
 
 def _part(shard: int, suffix: str) -> str:
@@ -210,7 +227,8 @@ def _write_skipped(path: Path, rows: list[tuple[str, str]]) -> None:
     atomic_write(path, write)
 
 
-def _join_parts(out: Path, shards: int, source_names: list[str], img_size: int | None) -> PackResult:
+def _join_parts(out: Path, shards: int, source_names: list[str], img_size: int | None, source_from: str
+                ) -> PackResult:
     """``index.npz``, ``metadata.csv``, ``skipped.csv`` and, last, ``pack.json`` from the shards' parts."""
     parts = [np.load(out / _part(shard, ".npz")) for shard in range(shards)]
     shard_ids = np.concatenate([np.full(len(part["offset"]), shard, np.int32) for shard, part in enumerate(parts)])
@@ -227,7 +245,7 @@ def _join_parts(out: Path, shards: int, source_names: list[str], img_size: int |
     skipped = _concatenate_csv(out, skipped_parts, SKIPPED, ("path", "reason"))
     _concatenate_csv(out, [out / _part(shard, ".csv") for shard in range(shards)], METADATA, METADATA_COLUMNS)
     atomic_write_json(out / MANIFEST, {"format": PACK_FORMAT, "images": len(shard_ids), "shards": shards,
-                                       "sources": source_names, "img_size": img_size})
+                                       "sources": source_names, "source_from": source_from, "img_size": img_size})
     for shard in range(shards):
         for suffix in (".npz", ".csv", ".skipped.csv"):
             (out / _part(shard, suffix)).unlink()
