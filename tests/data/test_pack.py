@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 
+import fsspec
 import numpy as np
 import pytest
 from PIL import Image
@@ -161,3 +162,20 @@ def test_a_single_process_takes_over_a_join_left_unfinished(folders, tmp_path):
     assert not pack_images(folders, out, shard_size=3, progress=False, shard=Shard(1, 2)).finished
     assert pack_images(folders, out, shard_size=3, progress=False).finished
     assert is_packed_folder(out) and not (out / "join.lock").exists()
+
+
+def test_a_pack_in_an_object_store_reads_as_on_disk(folders, tmp_path):
+    """Through fsspec (here its in-memory filesystem), by one ranged request per image: same pixels, sizes, paths."""
+    pack_images(folders, tmp_path / "pack", shard_size=3, progress=False)
+    store = fsspec.filesystem("memory")
+    store.put(str(tmp_path / "pack"), f"/{tmp_path.name}/pack", recursive=True)
+    url = f"memory://{tmp_path.name}/pack"
+    local, remote = PackedImages(tmp_path / "pack"), PackedImages(url)
+    assert is_packed_folder(url) and not is_packed_folder(f"memory://{tmp_path.name}/nothing")
+    assert remote.original_paths() == local.original_paths()
+    for position in range(len(local)):
+        assert np.array_equal(remote.read(position), local.read(position))
+        assert remote.size(position) == local.size(position)
+        assert remote.name(position) == f"{url}/{local.name(position).rsplit('/', 1)[1]}"
+    with pytest.raises(SonofmError, match="cannot read nosuchprotocol://bucket/pack: "):
+        is_packed_folder("nosuchprotocol://bucket/pack")

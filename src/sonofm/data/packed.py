@@ -6,6 +6,9 @@ byte offset and length of its ``.npy`` member, source id) and ``pack.json`` (for
 Any WebDataset or tar reader streams the shards in order; sonofm reads single images by offset, so that its seeded
 sampler (exact resume, source balance, sharding over ranks and workers) works on packs as on image folders, and a
 process loads only the index arrays (about 22 bytes per image), never a header per file.
+
+A pack can stay in an object store: a URL (``s3://bucket/pack``, ``gs://...``, ``https://...``: any filesystem of
+fsspec whose package is installed, e.g. ``s3fs``) is read with one ranged request per image.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 
 from sonofm.data.image_io import read_image
@@ -38,9 +42,20 @@ def shard_name(index: int) -> str:
     return f"shard-{index:06d}.tar"
 
 
+def is_url(path: str | Path) -> bool:
+    """True for a location such as ``s3://bucket/pack`` (read through fsspec), False for a local path."""
+    return "://" in str(path)
+
+
 def is_packed_folder(path: str | Path) -> bool:
-    """True for a folder written by ``sonofm data pack``."""
-    return (Path(path) / MANIFEST).is_file()
+    """True for a folder (or URL) written by ``sonofm data pack``."""
+    if not is_url(path):
+        return (Path(path) / MANIFEST).is_file()
+    try:
+        filesystem, root = fsspec.core.url_to_fs(str(path))
+        return bool(filesystem.isfile(f"{root.rstrip('/')}/{MANIFEST}"))
+    except (ImportError, ValueError, OSError) as error:
+        raise SonofmError(f"cannot read {path}: {error}") from None
 
 
 def packed_data(data: Sequence[str | Path]) -> PackedImages | None:
@@ -56,22 +71,27 @@ def packed_data(data: Sequence[str | Path]) -> PackedImages | None:
 class PackedImages:
     """The images of a packed folder, by position: ``read(i)`` is ``uint8 (H, W, 3)`` like ``read_image``.
 
-    Shard files are opened on first use in each process (loader workers open their own) and read with ``pread``,
-    so several threads or workers never share a file position.
+    Local shard files are opened on first use in each process (loader workers open their own) and read with
+    ``pread``, so several threads or workers never share a file position; a URL's shards are read with ranged
+    requests of its fsspec filesystem.
     """
 
     def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        manifest = self.folder / MANIFEST
+        self.folder = str(folder).rstrip("/") if is_url(folder) else Path(folder)
+        self._filesystem: fsspec.AbstractFileSystem | None = None
+        self._root = ""
         try:
-            self.manifest: dict[str, Any] = json.loads(manifest.read_text(encoding="utf-8"))
-            index = np.load(self.folder / INDEX)
+            if is_url(folder):
+                self._filesystem, self._root = fsspec.core.url_to_fs(str(self.folder))
+            self.manifest: dict[str, Any] = json.loads(self._file(MANIFEST).decode("utf-8"))
+            index = np.load(io.BytesIO(self._file(INDEX)))
             self.shards, self.keys, self.offsets, self.lengths, self.sources = (
                 index["shard"], index["key"], index["offset"], index["length"], index["source"])
-        except (OSError, ValueError, KeyError) as error:
+        except (ImportError, OSError, ValueError, KeyError) as error:
             raise SonofmError(f"cannot read packed folder {self.folder}: {error}") from None
         if self.manifest.get("format") != PACK_FORMAT:
-            raise SonofmError(f"{manifest} is not a {PACK_FORMAT} manifest (format {self.manifest.get('format')!r})")
+            raise SonofmError(f"{self.folder}/{MANIFEST} is not a {PACK_FORMAT} manifest (format "
+                              f"{self.manifest.get('format')!r})")
         self._handles: OrderedDict[int, int] = OrderedDict()
         self._pid = os.getpid()
 
@@ -84,8 +104,8 @@ class PackedImages:
 
     def original_paths(self) -> list[Path]:
         """The file each image was packed from, in position order (from ``metadata.csv``)."""
-        with (self.folder / METADATA).open(newline="", encoding="utf-8") as handle:
-            return [Path(row["path"]) for row in csv.DictReader(handle)]
+        text = self._file(METADATA).decode("utf-8")
+        return [Path(row["path"]) for row in csv.DictReader(io.StringIO(text, newline=""))]
 
     def key(self, position: int) -> str:
         """Image ``position``'s key in its shard (``KEY.npy``): unique in the pack, kept when images are skipped."""
@@ -93,7 +113,7 @@ class PackedImages:
 
     def name(self, position: int) -> str:
         """How errors and listings name an image: ``<folder>/shard-NNNNNN.tar#KEY``."""
-        return f"{self.folder / shard_name(int(self.shards[position]))}#{self.key(position)}"
+        return f"{self.folder}/{shard_name(int(self.shards[position]))}#{self.key(position)}"
 
     def read(self, position: int) -> np.ndarray:
         """Image ``position`` as ``uint8 (H, W, 3)`` (a grayscale image is replicated to 3 channels)."""
@@ -115,9 +135,21 @@ class PackedImages:
         return int(shape[1]), int(shape[0])
 
     def _member(self, position: int, limit: int | None = None) -> bytes:
-        length = int(self.lengths[position])
-        return os.pread(self._handle(int(self.shards[position])), min(length, limit or length),
-                        int(self.offsets[position]))
+        length, offset = int(self.lengths[position]), int(self.offsets[position])
+        length = min(length, limit or length)
+        shard = int(self.shards[position])
+        if self._filesystem is None:
+            return os.pread(self._handle(shard), length, offset)
+        try:
+            return self._filesystem.cat_file(f"{self._root}/{shard_name(shard)}", start=offset, end=offset + length)
+        except OSError as error:
+            raise SonofmError(f"cannot read packed image {self.name(position)}: {error}") from None
+
+    def _file(self, name: str) -> bytes:
+        """The bytes of the pack's file ``name`` (manifest, index, metadata)."""
+        if self._filesystem is None:
+            return (self.folder / name).read_bytes()
+        return self._filesystem.cat_file(f"{self._root}/{name}")
 
     def _handle(self, shard: int) -> int:
         if os.getpid() != self._pid:  # a forked loader worker: open its own files

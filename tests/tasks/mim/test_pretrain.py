@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import lightning as L
+import fsspec
 import numpy as np
 import pytest
 import torch
@@ -214,12 +215,15 @@ def test_a_packed_folder_trains_exactly_as_its_image_folders(tmp_path):
     config = small_config([str(folder) for folder in folders], epochs=2, batch_size=4, figure_every=0,
                           balance="source")
     pretrain_mim(config, tmp_path / "from_folders", echo=quiet)
-    config.data = [str(tmp_path / "packed")]
-    pretrain_mim(config, tmp_path / "from_pack", echo=quiet)
     folders_weights = load_file(tmp_path / "from_folders" / "model.safetensors")
-    pack_weights = load_file(tmp_path / "from_pack" / "model.safetensors")
-    for key in folders_weights:
-        torch.testing.assert_close(pack_weights[key], folders_weights[key], rtol=0, atol=0, msg=key)
+    store = fsspec.filesystem("memory")  # an object store: the pack read by ranged requests through fsspec
+    store.put(str(tmp_path / "packed"), f"/{tmp_path.name}/packed", recursive=True)
+    for name, packed in (("from_pack", str(tmp_path / "packed")), ("from_store", f"memory://{tmp_path.name}/packed")):
+        config.data = [packed]
+        pretrain_mim(config, tmp_path / name, echo=quiet)
+        pack_weights = load_file(tmp_path / name / "model.safetensors")
+        for key in folders_weights:
+            torch.testing.assert_close(pack_weights[key], folders_weights[key], rtol=0, atol=0, msg=key)
     config.data = [str(tmp_path / "packed"), str(folders[0])]
     with pytest.raises(SonofmError, match="--data takes one packed folder"):
         pretrain_mim(config, tmp_path / "mixed", echo=quiet)

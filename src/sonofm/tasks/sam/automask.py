@@ -31,7 +31,7 @@ from tqdm import tqdm
 from sonofm.atomic import atomic_write_json, atomic_write_png, atomic_write_text
 from sonofm.data.datasets import ImageFileDataset
 from sonofm.data.image_io import image_size
-from sonofm.data.packed import PackedImages, is_packed_folder
+from sonofm.data.packed import PackedImages, is_packed_folder, is_url
 from sonofm.data.unlabeled import scan_image_folders
 from sonofm.data.work_shard import Shard
 from sonofm.engine.precision import autocast_for, inference_device
@@ -77,7 +77,7 @@ def automask(run_path: str | Path, images_dir: str | Path, out: str | Path, batc
     if model.prompter is None:
         raise SonofmError(f"run {run.path} has no automatic prompter; pass a `sonofm sam train-prompter` run")
     shard = shard or Shard.from_environment()
-    root, out = Path(images_dir).resolve(), Path(out)
+    root, out = (str(images_dir) if is_url(images_dir) else Path(images_dir).resolve()), Path(out)
     _claim_output(out, run.path.resolve(), root)
     labelled, unreadable = _labelled_images(root, echo)
     atomic_write_json(out / "classes.json", dict(enumerate(model.classes)))
@@ -92,19 +92,22 @@ def automask(run_path: str | Path, images_dir: str | Path, out: str | Path, batc
     return AutomaskSummary(len(todo), len(mine) - len(todo), unreadable, index)
 
 
-def _labelled_images(root: Path, echo: Echo) -> tuple[_Labelled, int]:
-    """The images under ``root`` (a packed folder or an image folder) and how many files could not be read."""
+def _labelled_images(root: str | Path, echo: Echo) -> tuple[_Labelled, int]:
+    """The images under ``root`` (a packed folder, local or a URL, or an image folder) and how many files could
+    not be read."""
     if is_packed_folder(root):
         packed = PackedImages(root)
         return _Labelled(packed, [packed.name(position) for position in range(len(packed))],
                          [Path("masks") / f"{packed.key(position)}.png" for position in range(len(packed))]), 0
+    if is_url(root):
+        raise SonofmError(f"{root} is not a packed folder; image folders are read from local paths only")
     pool = scan_image_folders([root], dedup=False)
     for path, why in pool.skipped:
         echo(f"skipping unreadable image {path}: {why}")
     return _Labelled(pool.files, [str(path) for path in pool.files], _mask_names(pool.files, root)), len(pool.skipped)
 
 
-def _claim_output(out: Path, run: Path, root: Path) -> None:
+def _claim_output(out: Path, run: Path, root: str | Path) -> None:
     """Record which run and folder ``out`` belongs to; refuse to mix in masks of another run or folder."""
     record = out / "automask.json"
     wanted = {"run": str(run), "images": str(root)}
