@@ -36,7 +36,7 @@ SEED = 0
 
 
 def pretrain(args: argparse.Namespace, strategy: str, images: Path, out: Path) -> None:
-    command = [str(Path(sys.executable).with_name("sonofm")), "pretrain", "mim", "--data", str(images),
+    command = [sys.executable, "-m", "sonofm", "pretrain", "mim", "--data", str(images),
                "--model", args.model, "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
                "--set", "max_steps=2", "--set", "figure_every=0", "--set", f"seed={SEED}", "--num-workers", "0",
                "--accelerator", "gpu" if args.device == "cuda" else "cpu", "--devices", str(args.devices),

@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
 from sonofm.data.sampling import SeededEpochSampler
@@ -60,6 +61,15 @@ class SeededTrainingModule(L.LightningModule):
         gathered: list[Any] = [None] * self.trainer.world_size
         torch.distributed.all_gather_object(gathered, value)
         return gathered
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Clip by the global gradient norm; under FSDP through the sharded root module's ``clip_grad_norm_`` (the
+        norm over every shard), since Lightning's FSDP precision plugin refuses norm clipping."""
+        if gradient_clip_val and isinstance(self.trainer.strategy, FSDPStrategy):
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
         optimizer = build_optimizer(self.model, self.optim_config)
