@@ -40,7 +40,7 @@ def pretrain(args: argparse.Namespace, strategy: str, images: Path, out: Path) -
                "--model", args.model, "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
                "--set", "max_steps=2", "--set", "figure_every=0", "--set", f"seed={SEED}", "--num-workers", "0",
                "--accelerator", "gpu" if args.device == "cuda" else "cpu", "--devices", str(args.devices),
-               "--strategy", strategy, "--no-progress", "--out", str(out)]
+               "--strategy", strategy, "--precision", args.precision, "--no-progress", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"pretrain mim --strategy {strategy} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
@@ -73,7 +73,7 @@ def check_export(args: argparse.Namespace, strategy: str, export: Path, initial:
 def common_fields(args: argparse.Namespace) -> dict:
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"
     return {"model": args.model, "img_size": args.img_size, "batch_per_device": args.batch_size,
-            "devices": args.devices, "device": device, "torch": torch.__version__}
+            "devices": args.devices, "precision": args.precision, "device": device, "torch": torch.__version__}
 
 
 def main() -> None:
@@ -83,6 +83,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="per device")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--devices", type=int, help="default: every GPU (CPU: 2 processes)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "32"), default="auto",
+                        help="32 makes the DDP/FSDP comparison tight (under bf16-mixed, Lightning's FSDP casts "
+                        "parameters, buffers and gradient reduction to bf16; DDP's autocast does not)")
     args = parser.parse_args()
     args.devices = args.devices or (torch.cuda.device_count() if args.device == "cuda" else 2)
     strategies = ["ddp", "fsdp"] if args.device == "cuda" else ["ddp"]
