@@ -32,10 +32,10 @@ COMMANDS: dict[str, list[str]] = {
     "finetune_enhance": ["finetune", "enhance", "--data", str(DATA / "seg"), "--degradation", "speckle", *VIT,
                          "--out", str(OUT / "enhance")],
     "pretrain_mim_token": ["pretrain", "mim", "--data", str(DATA / "seg" / "images"), *VIT, "--set",
-                           "mim.mask_patch=16", "--set", "figure_every=0", "--out", str(OUT / "mim_token")],
+                           "mim.mask_patch=16", "--set", "mim.fill=token", "--set", "figure_every=0",
+                           "--out", str(OUT / "mim_token")],
     "pretrain_mim_mean": ["pretrain", "mim", "--data", str(DATA / "seg" / "images"), *VIT, "--set",
-                          "mim.mask_patch=16", "--set", "mim.fill=mean", "--set", "figure_every=0",
-                          "--out", str(OUT / "mim_mean")],
+                          "mim.mask_patch=16", "--set", "figure_every=0", "--out", str(OUT / "mim_mean")],  # default
     "pretrain_aclus": ["pretrain", "aclus", "--data", str(DATA / "seg" / "images"), "--masks",
                        str(DATA / "seg" / "masks"), "--model", "resnet18", "--img-size", "32", "--epochs", "2",
                        "--batch-size", "4", "--precision", "32", "--set", "aclus.num_ids=4", "--out",

@@ -1,10 +1,14 @@
+import csv
+
 import pytest
 import torch
 from torch import nn
 
-from sonofm.errors import SonofmError
 from sonofm.engine.config import FinetuneConfig
-from sonofm.engine.optim import OptimConfig, build_optimizer, warmup_cosine
+from sonofm.engine.optim import OptimConfig, build_optimizer, parameter_recipes, warmup_cosine, write_param_groups
+from sonofm.errors import SonofmError
+from sonofm.models import create_backbone
+from sonofm.models.classifier import ImageClassifier
 
 
 class TwoLayer(nn.Module):
@@ -78,3 +82,43 @@ def test_unknown_optimizer_is_refused():
         build_optimizer(TwoLayer(), OptimConfig(optimizer="sgd"))
     with pytest.raises(SonofmError, match="optim.optimizer must be one of adamw, adam, got 'sgd'"):
         FinetuneConfig(data="x", optim=OptimConfig(optimizer="sgd")).validate()
+
+
+def usfm_layer_id(name: str) -> int:
+    """USFM's (BEiT's) rule for a ViT-B classifier: tokens and patch embedding 0, ``blocks.i`` i + 1, the rest 13."""
+    name = name.removeprefix("backbone.")
+    if name.startswith(("cls_token", "mask_token", "pos_embed", "patch_embed.")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return 13
+
+
+def test_the_usfm_vit_b_classifier_follows_usfm_layer_decay_for_every_parameter(tmp_path):
+    model = ImageClassifier(create_backbone("usfm_vit_base_patch16", img_size=224), num_classes=3)
+    recipes = parameter_recipes(model, weight_decay=0.05, layer_decay=0.65)
+    assert len(recipes) == sum(p.requires_grad for p in model.parameters())
+    for recipe in recipes:
+        assert recipe.layer_id == usfm_layer_id(recipe.name), recipe.name
+        assert recipe.lr_scale == pytest.approx(0.65 ** (13 - recipe.layer_id)), recipe.name
+        one_d_or_token = recipe.name.endswith(("bias", "cls_token", "mask_token", "pos_embed")) or \
+            dict(model.named_parameters())[recipe.name].ndim == 1
+        assert recipe.weight_decay == (0.0 if one_d_or_token else 0.05), recipe.name
+    scale = {recipe.name: recipe.lr_scale for recipe in recipes}
+    assert scale["backbone.blocks.11.mlp.fc2.weight"] == pytest.approx(0.65)
+    assert scale["backbone.patch_embed.proj.weight"] == pytest.approx(0.0037, abs=5e-5)
+    assert scale["head.weight"] == scale["fc_norm.weight"] == 1.0
+    decay = {recipe.name: recipe.weight_decay for recipe in recipes}
+    assert decay["backbone.blocks.0.attn.relative_position_bias_table"] == 0.05  # 2-D tables decay, as in USFM
+
+    path = write_param_groups(model, OptimConfig(layer_decay=0.65, weight_decay=0.05), tmp_path / "param_groups.csv")
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["name"] for row in rows] == [recipe.name for recipe in recipes]
+    assert rows[-1] == {"name": "head.bias", "layer_id": "13", "lr_scale": "1", "weight_decay": "0.0"}
+
+
+def test_modules_above_a_resnet_sit_one_id_above_layer4():
+    model = ImageClassifier(create_backbone("resnet18", img_size=64), num_classes=2)
+    assert model.layer_id("backbone.layer4.0.conv1.weight") == 4
+    assert model.layer_id("head.weight") == 5 == model.num_layer_ids - 1

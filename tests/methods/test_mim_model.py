@@ -34,7 +34,7 @@ def test_decoder_maps_patch_features_to_pixels():
 
 
 def test_forward_shapes_and_losses():
-    model = MaskedImageModel(tiny_encoder())
+    model = MaskedImageModel(tiny_encoder(), MimConfig(fill="token"))  # the corrupted view is band-stopped only
     images = smooth_images()
     outputs = model(images, generator=torch.Generator().manual_seed(0))
     assert set(outputs) == {"loss", "loss_spatial", "loss_frequency", "reconstruction", "corrupted", "pixel_mask"}
@@ -54,8 +54,13 @@ def test_same_generator_seed_same_outputs():
     assert torch.equal(first["pixel_mask"], second["pixel_mask"]) and torch.equal(first["loss"], second["loss"])
 
 
+def test_the_default_fill_is_the_image_mean_as_in_the_paper():
+    assert MimConfig().fill == "mean"
+    assert not MaskedImageModel(tiny_encoder()).encoder.mask_token.requires_grad
+
+
 def test_token_fill_trains_the_mask_token_and_leaves_pixels_alone():
-    model = MaskedImageModel(tiny_encoder(), MimConfig(frequency=False))
+    model = MaskedImageModel(tiny_encoder(), MimConfig(frequency=False, fill="token"))
     images = smooth_images()
     outputs = model(images)
     assert "loss_frequency" not in outputs
@@ -101,14 +106,14 @@ def test_loss_falls_when_overfitting_two_images():
     assert last_loss < 0.75 * first_loss and last_frequency < 0.25 * first_frequency
 
 
-def test_layer_ids_put_the_decoder_on_top():
-    model = MaskedImageModel(tiny_encoder())
+def test_layer_ids_put_the_decoder_on_top_with_the_final_norm():
+    model = MaskedImageModel(tiny_encoder(), MimConfig(fill="token"))
     names = [name for name, _ in model.named_parameters()]
     assert all(name.startswith(("encoder.", "decoder.")) for name in names)
-    assert model.num_layer_ids == 2 + 2 + 1  # stem, 2 blocks, final norm, decoder
+    assert model.num_layer_ids == 2 + 2  # stem, 2 blocks, then final norm and decoder (BEiT's top id)
     ids = [model.layer_id(name) for name in ("encoder.mask_token", "encoder.blocks.1.attn.qkv.weight",
                                              "encoder.norm.weight", "decoder.proj.weight")]
-    assert ids == [0, 2, 3, 4]
+    assert ids == [0, 2, 3, 3]
     groups = layer_decay_param_groups(model, weight_decay=0.05, layer_decay=0.5)
     assert sum(len(group["params"]) for group in groups) == len(names)
 
@@ -142,5 +147,5 @@ def test_the_model_asserts_the_masking_geometry_it_was_given():
 def test_token_fill_needs_an_encoder_with_a_mask_token():
     encoder = create_backbone("timm_vit_tiny_patch16", img_size=64, depth=2)
     with pytest.raises(SonofmError, match="fill='token' needs an encoder with a mask token"):
-        MaskedImageModel(encoder)
-    assert MaskedImageModel(encoder, MimConfig(fill="mean")).num_layer_ids == 5
+        MaskedImageModel(encoder, MimConfig(fill="token"))
+    assert MaskedImageModel(encoder, MimConfig(fill="mean")).num_layer_ids == 4

@@ -32,7 +32,7 @@ def test_forward_is_deterministic_and_every_part_gets_gradients(enhancer):
     assert enhancer.decoder.proj.weight.grad is not None
     assert enhancer.backbone.blocks[0].attn.qkv.weight.grad is not None
     enhancer.eval()
-    assert enhancer.layer_id("decoder.proj.weight") == enhancer.backbone.num_layer_ids
+    assert enhancer.layer_id("decoder.proj.weight") == enhancer.backbone.num_layer_ids - 1  # the ViT's top id
     assert enhancer.layer_id("refine.0.weight") == enhancer.num_layer_ids - 1
 
 

@@ -103,10 +103,11 @@ def test_parameter_names_and_layer_ids(head):
     roots = {name.partition(".")[0] for name in names}
     expected_roots = {"backbone", "head"} | ({"neck"} if head in ("upernet", "segvit") else set())
     assert roots == expected_roots | ({"aux_head"} if head == "upernet" else set())
-    assert model.num_layer_ids == backbone.num_layer_ids + 1
+    above = backbone.num_layer_ids - 1 if head != "unet" else backbone.num_layer_ids  # a ViT's top id, or above layer4
+    assert model.num_layer_ids == above + 1
     for name in names:
-        expected = backbone.layer_id(name.removeprefix("backbone.")) if name.startswith("backbone.") else None
-        assert model.layer_id(name) == (backbone.num_layer_ids if expected is None else expected)
+        expected = backbone.layer_id(name.removeprefix("backbone.")) if name.startswith("backbone.") else above
+        assert model.layer_id(name) == expected
     assert model.layer_id("backbone.conv1.weight" if head == "unet" else "backbone.cls_token") == 0
 
 

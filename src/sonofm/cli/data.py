@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", type=Path, help="dataset folder")
     parser.add_argument("--task", choices=("cls", "seg"), help="default: inferred from the layout")
-    parser.add_argument("--group-by", metavar="COL", help="labels.csv column holding the patient/video group")
+    parser.add_argument("--group-by", metavar="COL", help="labels.csv column holding the patient/case/video "
+                        "group, filename-prefix, or none (default: a known case column, else the DICOM patient ids)")
 
 
 def run_pack(args: argparse.Namespace) -> int:

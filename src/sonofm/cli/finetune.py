@@ -82,7 +82,8 @@ def _add_common_flags(parser: argparse.ArgumentParser, data_help: str, default_b
     parser.add_argument("--accumulate", type=int, help="gradient accumulation steps (default 1)")
     parser.add_argument("--train-fraction", type=float, help="keep this grouped, stratified fraction of the training split")
     parser.add_argument("--seed", type=int, help="seed for splits, shuffling and init (default 0)")
-    parser.add_argument("--group-by", help="labels.csv column that groups images (patient, video); default: auto")
+    parser.add_argument("--group-by", help="labels.csv column that groups images (patient, case, video), "
+                        "filename-prefix, or none; default: a known case column, else the DICOM patient ids")
     parser.add_argument("--lr", type=float, help="peak learning rate of the head (default 5e-4)")
     add_hardware_flags(parser)
     add_output_flags(parser, "run", "--set optim.layer_decay=0.75")

@@ -81,7 +81,8 @@ def _add_training_flags(parser: argparse.ArgumentParser, default_epochs: int) ->
     parser.add_argument("--batch-size", type=int, help="images per step (default 8)")
     parser.add_argument("--lr", type=float, help="learning rate (default 5e-4)")
     parser.add_argument("--seed", type=int, help="seed for splits, prompts, shuffling and init (default 0)")
-    parser.add_argument("--group-by", help="labels.csv column that groups images (patient, video); default: auto")
+    parser.add_argument("--group-by", help="labels.csv column that groups images (patient, case, video), "
+                        "filename-prefix, or none; default: a known case column, else the DICOM patient ids")
     add_hardware_flags(parser)
     add_output_flags(parser, "run", "--set lora_rank=8")
 

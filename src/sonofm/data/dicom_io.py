@@ -6,6 +6,7 @@ identifiers are never read into samples, logs or outputs.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -172,6 +173,17 @@ def pixel_size_mm(dataset) -> float | None:
         if region.get("PhysicalUnitsXDirection") == _CM_UNITS and region.get("PhysicalDeltaX"):
             return abs(float(region.PhysicalDeltaX)) * 10.0
     return None
+
+
+def dicom_case_id(path: str | Path) -> str | None:
+    """A one-way digest of the file's PatientID (else its StudyInstanceUID): equal for one patient's files, never the
+    identifier itself; None when neither is set or the header cannot be read."""
+    try:
+        dataset = _open(Path(path), pixels=False)
+        value = str(dataset.get("PatientID", "") or dataset.get("StudyInstanceUID", "") or "").strip()
+    except (SonofmError, Exception):  # a damaged value raises when pydicom converts it; validation names the file
+        return None
+    return f"dicom-{hashlib.blake2b(value.encode(), digest_size=8).hexdigest()}" if value else None
 
 
 def dicom_metadata(path: str | Path) -> dict[str, str]:

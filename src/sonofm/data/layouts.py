@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sonofm.data.dicom_io import dicom_metadata
+from sonofm.data.dicom_io import dicom_case_id, dicom_metadata
 from sonofm.data.frames import (
     expand_source,
     frame_count,
@@ -34,6 +34,14 @@ from sonofm.data.frames import (
     parse_frame_name,
     parse_frame_ref,
     source_of,
+)
+from sonofm.data.grouping import (
+    DICOM_GROUPING,
+    FILENAME_PREFIX,
+    NO_GROUPING,
+    filename_prefix,
+    grouping_hint,
+    known_group_column,
 )
 from sonofm.data.image_io import IMAGE_EXTENSIONS, is_image_file, read_mask, unique_ids
 from sonofm.data.records import DatasetIndex, Sample
@@ -46,10 +54,6 @@ SPLIT_FOLDERS = {
 }
 """Folder names of the ``usfm`` layout for each split (the reference README spells ``trainning_set``)."""
 
-GROUP_COLUMNS = (
-    "group", "patient", "patient_id", "subject", "subject_prefix", "acquisition_id", "video", "source_file"
-)
-"""``labels.csv`` columns tried, in order, as the grouping key when no column is named."""
 
 ACCEPTED_LAYOUTS = (
     "accepted layouts: ROOT/<class>/<images> (classification); ROOT/images/ + ROOT/masks/ (segmentation) or "
@@ -90,8 +94,9 @@ def load_index(
     Args:
         path: dataset root folder.
         task: ``"cls"`` or ``"seg"``; ``None`` infers it from the layout (masks present -> ``"seg"``).
-        group_by: ``labels.csv`` column giving each image's group; ``None`` tries :data:`GROUP_COLUMNS`, and when
-            none is present every image is its own group (``group_column=None``).
+        group_by: ``labels.csv`` column giving each image's group, ``filename-prefix`` or ``none``; ``None`` finds
+            the group as :mod:`sonofm.data.grouping` says, and when nothing applies every image is its own group
+            (``group_column=None``, with a ``grouping_hint`` when the data look grouped).
         num_classes: segmentation only: number of mask classes including background. ``None`` infers it: the SAMUS
             layout takes the largest class id of its lists (or ``MainPatient/class.json``); the other layouts scan
             the masks once and take the ids 0..k present without a gap (at least binary), so a stray value such as
@@ -117,6 +122,13 @@ def load_index(
         raise SonofmError(f"no images found in {root}")
     column = _group_column(labels, group_by, root)
     samples = [_attach_labels(sample, root, labels, column) for sample in found.samples]
+    hint = None
+    if column is None and group_by != NO_GROUPING:
+        samples, column = _dicom_groups(samples)
+    if column is None and group_by != NO_GROUPING:
+        hint = grouping_hint([source_of(s.image).name for s in samples],
+                             [labels.rows.get(s.name) or labels.rows.get(source_of(s.image).stem, {}) for s in samples]
+                             if labels else [], labels.columns if labels else [])
     classes = found.classes
     if found.task == "seg" and num_classes is not None:
         classes = _segmentation_classes(num_classes)
@@ -125,7 +137,7 @@ def load_index(
     elif found.task == "cls" and len(classes) < 2:
         raise SonofmError(f"{root}: found {len(classes)} class(es) {classes}; classification needs at least two")
     return DatasetIndex(root=root, layout=found.layout, task=found.task, samples=samples, classes=classes,
-                        group_column=column, row_problems=_row_problems(labels, samples))
+                        group_column=column, row_problems=_row_problems(labels, samples), grouping_hint=hint)
 
 
 def _find_layout(root: Path, task: str | None, labels: _LabelsTable | None) -> _Found:
@@ -403,6 +415,11 @@ def _names_frame_of(name: str, sources: dict[str, Path]) -> bool:
 
 
 def _group_column(labels: _LabelsTable | None, group_by: str | None, root: Path) -> str | None:
+    """The ``labels.csv`` column (or ``filename-prefix``) that groups the images; None for none."""
+    if group_by == NO_GROUPING:
+        return None
+    if group_by == FILENAME_PREFIX and (labels is None or FILENAME_PREFIX not in labels.columns):
+        return FILENAME_PREFIX
     if group_by is not None:
         if labels is None:
             raise SonofmError(f"group column {group_by!r} requested but {root / 'labels.csv'} does not exist")
@@ -413,7 +430,7 @@ def _group_column(labels: _LabelsTable | None, group_by: str | None, root: Path)
         return group_by
     if labels is None:
         return None
-    return next((column for column in GROUP_COLUMNS if column in labels.columns), None)
+    return known_group_column(labels.columns)
 
 
 def _attach_labels(sample: Sample, root: Path, labels: _LabelsTable | None, column: str | None) -> Sample:
@@ -422,10 +439,21 @@ def _attach_labels(sample: Sample, root: Path, labels: _LabelsTable | None, colu
     rows = labels.rows if labels else {}
     row = rows.get(sample.name) or rows.get(source.stem, {})
     own_group = source.relative_to(root).as_posix()
-    group = (row.get(column) or None) if column else own_group
+    if column == FILENAME_PREFIX and FILENAME_PREFIX not in row:
+        group = filename_prefix(source.name)
+    else:
+        group = (row.get(column) or None) if column else own_group
     if group is None and source != sample.image:  # frames of one source never split apart
         group = own_group
     return replace(sample, meta={**_source_meta(sample.image), **row}, group=group)
+
+
+def _dicom_groups(samples: list[Sample]) -> tuple[list[Sample], str | None]:
+    """Samples of DICOM files grouped by their patient (or study) id digest; ``(samples, None)`` when none has one."""
+    ids = {source: dicom_case_id(source) for source in {source_of(s.image) for s in samples} if is_dicom_file(source)}
+    if not any(ids.values()):
+        return samples, None
+    return [replace(s, group=ids.get(source_of(s.image)) or s.group) for s in samples], DICOM_GROUPING
 
 
 def _source_meta(image: Path) -> dict[str, str]:

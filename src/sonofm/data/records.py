@@ -45,7 +45,10 @@ class DatasetIndex:
         task: ``"cls"`` (labels) or ``"seg"`` (masks).
         samples: all samples, in a deterministic order.
         classes: class names; for segmentation, index i names mask value i (``"background"`` first).
-        group_column: the ``labels.csv`` column used for :attr:`Sample.group`, if any.
+        group_column: what :attr:`Sample.group` comes from, if anything: a ``labels.csv`` column,
+            ``filename-prefix`` or the DICOM ids (:mod:`sonofm.data.grouping`).
+        grouping_hint: one line when images are ungrouped although the data look grouped (a repeating column,
+            shared file-name prefixes), naming the flag that groups them.
         row_problems: ``labels.csv`` rows that match no image, lack a name or repeat one, each naming its line.
     """
 
@@ -56,6 +59,7 @@ class DatasetIndex:
     classes: list[str]
     group_column: str | None = None
     row_problems: list[str] = field(default_factory=list)
+    grouping_hint: str | None = None
 
     @property
     def has_splits(self) -> bool:

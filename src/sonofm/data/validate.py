@@ -118,7 +118,8 @@ def check_dataset(index: DatasetIndex, progress: bool = False, workers: int | No
         + index.row_problems
         + _duplicate_names(index.samples)
         + _groups_across_splits(index),
-        warnings=_identical_images(index.samples, inspections),
+        warnings=[*([index.grouping_hint] if index.grouping_hint else []),
+                  *_identical_images(index.samples, inspections)],
     )
 
 

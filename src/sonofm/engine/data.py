@@ -58,8 +58,9 @@ def processes_on_this_machine(config: Any) -> int:
 
 
 def describe_start(index: DatasetIndex, splits: dict[str, list[Sample]], run: RunFolder, resuming: bool) -> str:
-    """One line: start or resume, layout, classes, grouping, split sizes."""
+    """One line: start or resume, layout, classes, grouping, split sizes; then the grouping hint, if any."""
     counts = ", ".join(f"{name} {len(samples)}" for name, samples in splits.items())
     verb = "resuming" if resuming else "starting"
     group = index.group_column or "none (each image its own group)"
-    return f"{verb} {run.path}: {index.layout} layout, classes {index.classes}, groups by {group}; {counts}"
+    line = f"{verb} {run.path}: {index.layout} layout, classes {index.classes}, groups by {group}; {counts}"
+    return f"{line}\nwarning: {index.grouping_hint}" if index.grouping_hint else line

@@ -3,19 +3,23 @@ per step."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from sonofm.atomic import atomic_write_text
 from sonofm.errors import SonofmError
 
 # ``optim.optimizer`` -> optimiser. AdamW decouples weight decay from the gradient; Adam adds it to the gradient
 # (L2 regularisation), as older recipes such as USCL's fine-tuning do.
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 
-NO_DECAY_NAME_PARTS = ("cls_token", "mask_token", "pos_embed", "relative_position_bias_table")
+NO_DECAY_NAME_PARTS = ("cls_token", "mask_token", "pos_embed")  # as USFM and BEiT: 2-D relative position tables decay
 
 
 @dataclass
@@ -43,24 +47,53 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
     return OPTIMIZERS[name]
 
 
-def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict]:
-    """Optimiser groups: LR scale ``layer_decay ** (top - layer_id)``; no weight decay on 1-D params, tokens, tables.
+@dataclass(frozen=True)
+class ParameterRecipe:
+    """How one trainable parameter tensor is optimised: its layer id, LR scale and weight decay."""
+
+    name: str
+    layer_id: int
+    lr_scale: float
+    weight_decay: float
+
+
+def parameter_recipes(model: nn.Module, weight_decay: float, layer_decay: float) -> list[ParameterRecipe]:
+    """Per trainable parameter: LR scale ``layer_decay ** (top - layer_id)`` (BEiT's and USFM's rule); no weight
+    decay on 1-D parameters, biases, the class and mask tokens and absolute position embeddings.
 
     ``model`` must expose ``layer_id(name) -> int`` and ``num_layer_ids``; frozen parameters are left out.
     """
     top = model.num_layer_ids - 1
-    groups: dict[tuple[int, bool], dict] = {}
+    recipes = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         no_decay = param.ndim <= 1 or name.endswith(".bias") or any(part in name for part in NO_DECAY_NAME_PARTS)
         layer = model.layer_id(name)
-        group = groups.setdefault(
-            (layer, no_decay),
-            {"params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": layer_decay ** (top - layer)},
-        )
-        group["params"].append(param)
+        recipes.append(ParameterRecipe(name, layer, layer_decay ** (top - layer), 0.0 if no_decay else weight_decay))
+    return recipes
+
+
+def layer_decay_param_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict]:
+    """Optimiser groups of :func:`parameter_recipes`: one per (layer id, weight decay), with its ``lr_scale``."""
+    parameters = dict(model.named_parameters())
+    groups: dict[tuple[int, float], dict] = {}
+    for recipe in parameter_recipes(model, weight_decay, layer_decay):
+        group = groups.setdefault((recipe.layer_id, recipe.weight_decay),
+                                  {"params": [], "weight_decay": recipe.weight_decay, "lr_scale": recipe.lr_scale})
+        group["params"].append(parameters[recipe.name])
     return list(groups.values())
+
+
+def write_param_groups(model: nn.Module, config: OptimConfig, path: Path) -> Path:
+    """``param_groups.csv``: ``name,layer_id,lr_scale,weight_decay``, one row per trainable parameter tensor."""
+    layer_decay = 1.0 if config.layer_decay is None else config.layer_decay
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["name", "layer_id", "lr_scale", "weight_decay"])
+    writer.writerows((recipe.name, recipe.layer_id, f"{recipe.lr_scale:.6g}", recipe.weight_decay)
+                     for recipe in parameter_recipes(model, config.weight_decay, layer_decay))
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:

@@ -19,7 +19,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sonofm.data.sampling import SeededEpochSampler
+from sonofm.engine.distributed import is_rank_zero
 from sonofm.engine.epoch_log import EpochCsvLog
+from sonofm.engine.module import SeededTrainingModule
+from sonofm.engine.optim import write_param_groups
 from sonofm.engine.precision import resolve_precision
 from sonofm.engine.ranks_agree import RanksAgree
 from sonofm.engine.sync_batchnorm import GlobalBatchNormSync
@@ -28,6 +31,8 @@ from sonofm.report.figures import plot_training_curves
 from sonofm.runs.run_folder import RunFolder, checkpoint_entry
 
 Echo = Callable[[str], None]
+
+PARAM_GROUPS = "param_groups.csv"
 
 
 def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
@@ -101,8 +106,11 @@ def fit_selecting_best(config: Any, run: RunFolder, module: L.LightningModule, l
     """Train ``module`` on ``loaders["train"]`` (validating on ``loaders["val"]`` if present), resuming from
     ``last.ckpt``; keeps ``best.ckpt`` by the highest ``monitor`` and a ``log.csv`` row per epoch.
 
+    Rank 0 first writes the run's ``param_groups.csv`` (each trainable tensor's layer id, LR scale, weight decay).
     Returns the trainer and the best checkpoint's path (None without validation: the last epoch counts).
     """
+    if isinstance(module, SeededTrainingModule) and is_rank_zero():
+        write_param_groups(module.model, module.optim_config, run.path / PARAM_GROUPS)
     has_val = "val" in loaders
     checkpoint = ModelCheckpoint(
         dirpath=run.checkpoints, filename="best", save_last=True, enable_version_counter=False,

@@ -14,7 +14,8 @@ class Backbone(Protocol):
     ``C = embed_dim``. Calling the module itself returns the same tokens. ``layer_id`` groups parameters for
     layer-wise learning-rate decay, from 0 (input side) to ``num_layer_ids - 1`` (output side). A backbone may set
     ``last_stage_layer_id``, the lowest layer id of its last stage (what partial fine-tuning trains); without it the
-    last stage is ``num_layer_ids - 1``.
+    last stage is ``num_layer_ids - 1``. A backbone may set ``head_layer_id``, the id of modules built on top of it
+    (a ViT: its top id, as BEiT and USFM); without it they sit at ``num_layer_ids``.
     """
 
     backbone_name: str

@@ -6,8 +6,9 @@ from __future__ import annotations
 class LayersAboveBackbone:
     """``layer_id``/``num_layer_ids`` for an ``nn.Module`` holding its backbone at ``backbone_attribute``.
 
-    Backbone parameters keep the backbone's own ids; everything else (heads, necks, decoders) sits one layer above
-    the backbone's last.
+    Backbone parameters keep the backbone's own ids; everything else (heads, necks, decoders) takes the backbone's
+    ``head_layer_id`` when it has one (a ViT: its top id, shared with the final norm, as BEiT and USFM do), else sits
+    one layer above the backbone's last (a ResNet: above ``layer4``).
     """
 
     backbone_attribute = "backbone"
@@ -17,8 +18,13 @@ class LayersAboveBackbone:
         prefix = f"{self.backbone_attribute}."
         if param_name.startswith(prefix):
             return backbone.layer_id(param_name.removeprefix(prefix))
-        return backbone.num_layer_ids
+        return self._head_layer_id
 
     @property
     def num_layer_ids(self) -> int:
-        return getattr(self, self.backbone_attribute).num_layer_ids + 1
+        return self._head_layer_id + 1
+
+    @property
+    def _head_layer_id(self) -> int:
+        backbone = getattr(self, self.backbone_attribute)
+        return getattr(backbone, "head_layer_id", backbone.num_layer_ids)

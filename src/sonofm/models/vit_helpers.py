@@ -88,8 +88,10 @@ class ViTBackboneMixin:
     """
 
     def _record_geometry(self, img_size: int, depth: int) -> None:
-        """Set ``img_size``, ``patch_size``, ``grid_size``, ``depth``, ``num_layer_ids`` (stem, blocks, final norm) and
-        ``last_stage_layer_id`` (the last block; partial fine-tuning trains it and the final norm above it)."""
+        """Set ``img_size``, ``patch_size``, ``grid_size``, ``depth``, ``num_layer_ids`` (stem, blocks, final norm),
+        ``head_layer_id`` (BEiT's and USFM's rule: everything above the last block, the heads included, shares the top
+        id ``depth + 1``) and ``last_stage_layer_id`` (the last block; partial fine-tuning trains it and the final norm
+        above it)."""
         self.img_size = img_size
         self.patch_size = self.patch_embed.patch_size[0]
         assert img_size % self.patch_size == 0, (
@@ -97,6 +99,7 @@ class ViTBackboneMixin:
         self.grid_size: tuple[int, int] = tuple(self.patch_embed.grid_size)
         self.depth = depth
         self.num_layer_ids = depth + 2
+        self.head_layer_id = depth + 1
         self.last_stage_layer_id = depth
 
     def forward_tokens(self, x: Tensor) -> Tensor:

@@ -82,18 +82,32 @@ def plot_segmentation_examples(examples: list[tuple[str, np.ndarray, np.ndarray,
     return save_figure(figure, path)
 
 
+def pasted_reconstruction(originals: torch.Tensor, reconstructions: torch.Tensor, pixel_mask: torch.Tensor
+                          ) -> torch.Tensor:
+    """The reconstruction in the hidden pixels over the original elsewhere (what the loss judges, as MAE and SimMIM
+    draw it): ``(K, 3, S, S)`` from two such tensors and a ``(K, 1, S, S)`` mask of hidden pixels."""
+    return originals * (1 - pixel_mask) + reconstructions * pixel_mask
+
+
 def plot_reconstructions(originals: torch.Tensor, corrupted: torch.Tensor, pixel_mask: torch.Tensor,
                          reconstructions: torch.Tensor, path: str | Path, title: str) -> Path:
-    """Rows of original / encoder input (hidden blocks grey) / reconstruction, for ImageNet-normalised
-    ``(K, 3, S, S)`` tensors and a ``(K, 1, S, S)`` mask of hidden pixels."""
-    shown = corrupted * (1 - pixel_mask)  # hidden blocks at the dataset mean, drawn grey
+    """Rows of original / encoder input / reconstruction pasted into the hidden blocks / raw network output, for
+    ImageNet-normalised ``(K, 3, S, S)`` tensors and a ``(K, 1, S, S)`` mask of hidden pixels. The raw output's
+    visible part is unconstrained by the loss. A grayscale original's row is drawn in grayscale."""
+    panels = {"original": originals, "encoder input": corrupted,
+              "reconstruction in hidden blocks": pasted_reconstruction(originals, reconstructions, pixel_mask),
+              "raw output": reconstructions}
     rows = len(originals)
-    figure, axes = plt.subplots(rows, 3, figsize=(7.5, 2.5 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, len(panels), figsize=(2.5 * len(panels), 2.5 * rows), squeeze=False)
     for row in range(rows):
-        for column, (tensor, label) in enumerate(
-            zip((originals, shown, reconstructions), ("original", "encoder input", "reconstruction"))
-        ):
-            axes[row, column].imshow(denormalize(tensor[row]))
+        original = denormalize(originals[row])
+        gray = bool(np.all(original == original[:, :, :1]))
+        for column, (label, tensor) in enumerate(panels.items()):
+            image = denormalize(tensor[row])
+            if gray:
+                axes[row, column].imshow(image.mean(axis=2), cmap="gray", vmin=0, vmax=255)
+            else:
+                axes[row, column].imshow(image)
             if row == 0:
                 axes[row, column].set_title(label, fontsize=9)
     for axis in axes.flat:

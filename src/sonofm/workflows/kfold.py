@@ -105,6 +105,8 @@ def run_kfold(config: KfoldConfig, out: str | Path, overwrite: bool = False, ech
     num_folds = max(folds) + 1
     echo(f"{num_folds}-fold cross-validation of {config.model} on {config.data}: {len(index.samples)} images, "
          f"groups by {index.group_column or 'none (each image its own group)'}")
+    if index.grouping_hint:
+        echo(f"warning: {index.grouping_hint}")
     fold_runs = [_run_fold(config, run, index, folds, fold, weights, echo, callbacks) for fold in range(num_folds)]
     if not zero:  # every rank trained each fold; rank 0 alone evaluated them and writes the summary
         return {}

@@ -50,7 +50,7 @@ def test_small_model_learns_phantom_classes(phantom_run):
 def test_run_folder_contract(phantom_run):
     out, metrics = phantom_run
     for name in ("config.yaml", "split.csv", "log.csv", "metrics.json", "model.safetensors", "checkpoints/last.ckpt",
-                 "confusion_matrix_test.png", "per_class_test.csv", "training_curves.png"):
+                 "confusion_matrix_test.png", "per_class_test.csv", "training_curves.png", "param_groups.csv"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == pytest.approx(metrics, nan_ok=True)

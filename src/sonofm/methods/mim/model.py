@@ -4,8 +4,9 @@ Per image: remove random frequency rings (band-stop), hide random 32 px blocks, 
 the patch tokens and compare it with the original in the image domain (L_spa) and in the amplitude spectrum (L_freq).
 
 Choices where the paper is silent (see shared/research/usfm.md sections 2 and 7), and the field that changes each:
-- hidden blocks are given to the encoder as its learnable ``mask_token`` (SimMIM; the released weights carry one);
-  the paper's figure shows blocks filled with the per-channel image mean: ``fill="mean"`` (or ``"zero"``).
+- hidden blocks are filled with the per-channel image mean, as the paper's figure and its "spatial mean masked"
+  wording show (usfm.md section 7): ``fill="mean"``; ``"token"`` gives the encoder its learnable ``mask_token``
+  there instead (SimMIM's way; the released weights carry one), ``"zero"`` zeros.
 - mask geometry: 32 px blocks, 60 % of them, re-drawn per image and step (SimMIM ViT-B): ``mask_patch``,
   ``mask_ratio``.
 - band-stop rings: the ring rule of the authors' leftover utility (10 rings at 224 px, radius 4 and below kept) and
@@ -47,7 +48,7 @@ class MimConfig:
     mask_patch: int = 32
     mask_ratio: float = 0.6
     spatial: bool = True
-    fill: str = "token"
+    fill: str = "mean"
     frequency: bool = True
     ring_base_width: int = 4
     ring_centre_protect: int = 4

@@ -75,5 +75,8 @@ class ReconstructionFigures(L.Callback):
         with torch.no_grad():
             outputs = model(images, generator=generator)
         model.train(was_training)
-        plot_reconstructions(images.cpu(), outputs["corrupted"].float().cpu(), outputs["pixel_mask"].cpu(),
-                             outputs["reconstruction"].float().cpu(), path, title)
+        mask = outputs["pixel_mask"].cpu()
+        seen = outputs["corrupted"].float().cpu()
+        if model.config.fill == "token":  # the token replaces hidden patches after the pixels: draw them grey
+            seen = seen * (1 - mask)
+        plot_reconstructions(images.cpu(), seen, mask, outputs["reconstruction"].float().cpu(), path, title)
