@@ -18,6 +18,8 @@ Conventions:
   the fraction of (image, foreground class) pairs with exactly one of P/G empty. ``hd95_mm`` is present only when some
   image had a pixel size and every image with a defined HD95 had one. With ``compute_hd95=False`` no ``hd95*`` key
   is written and HD95 is never computed.
+- ``usfm_dice`` (and, with HD95, ``usfm_hausdorff``) are USFM's own definitions, for comparison with its paper
+  (:mod:`sonofm.metrics.usfm_compatible`); each is a mean over images with its population std (``*_std``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sonofm.metrics.usfm_compatible import usfm_dice, usfm_row_hausdorff
+
 
 @dataclass(frozen=True)
 class _ImageScores:
@@ -39,6 +43,8 @@ class _ImageScores:
     iou: Tensor
     undefined: Tensor
     hd95: Tensor | None
+    usfm_dice: float
+    usfm_hausdorff: float | None
     correct: int
     valid: int
     pixel_size_mm: float | None
@@ -72,15 +78,18 @@ class SegmentationMetrics:
         both = ((pred_count > 0) & (target_count > 0))[:, 1:]
         correct, counted = intersection.sum(1).tolist(), confusion.sum((1, 2)).tolist()
         for index in range(pred.shape[0]):
-            hd95 = None
+            hd95 = usfm_hausdorff = None
+            image_pred, image_target = pred[index] * valid[index], target[index] * valid[index]
             if self.compute_hd95:
-                image_valid = valid[index]
-                hd95 = _hd95(pred[index] * image_valid, target[index] * image_valid, both[index], undefined[index])
+                hd95 = _hd95(image_pred, image_target, both[index], undefined[index])
+                usfm_hausdorff = usfm_row_hausdorff(image_pred, image_target)
             scores = _ImageScores(
                 dice=dice[index].cpu(),
                 iou=iou[index].cpu(),
                 undefined=undefined[index].cpu(),
                 hd95=hd95,
+                usfm_dice=usfm_dice(image_pred, image_target),
+                usfm_hausdorff=usfm_hausdorff,
                 correct=correct[index],
                 valid=counted[index],
                 pixel_size_mm=pixel_size_mm,
@@ -108,8 +117,13 @@ class SegmentationMetrics:
             "dice_std": dice.mean(1).std(correction=0).item(),
             "pixel_accuracy": correct / valid if valid else math.nan,
         }
+        usfm = {"usfm_dice": [image.usfm_dice for image in self._images]}
         if self.compute_hd95:
             metrics.update(self._hd95_summary())
+            usfm["usfm_hausdorff"] = [image.usfm_hausdorff for image in self._images]
+        for key, values in usfm.items():
+            column = torch.tensor(values, dtype=torch.float64)
+            metrics[key], metrics[f"{key}_std"] = column.mean().item(), column.std(correction=0).item()
         for index, name in enumerate(self.class_names[1:]):
             metrics[f"dice/{name}"] = dice[:, index].mean().item()
             metrics[f"iou/{name}"] = iou[:, index].mean().item()
@@ -157,7 +171,10 @@ class SegmentationMetrics:
             "dice": image.dice.mean().item(),
             "iou": image.iou.mean().item(),
             "pixel_accuracy": image.correct / image.valid if image.valid else math.nan,
+            "usfm_dice": image.usfm_dice,
         }
+        if image.usfm_hausdorff is not None:
+            values["usfm_hausdorff"] = image.usfm_hausdorff
         if image.hd95 is not None:
             values["hd95"] = image.hd95.nanmean().item()
             if image.pixel_size_mm is not None:
