@@ -42,7 +42,7 @@ def read_confusion(path: Path) -> np.ndarray:
 @pytest.mark.parametrize("command", [["finetune", "cls"], ["kfold"]])
 def test_uscl_preset_and_overrides(command):
     config = config_for([*command, "--data", "d", "--out", "o", "--preset", "uscl"])
-    assert (config.mode, config.epochs, config.batch_size) == ("partial", 30, 32)
+    assert (config.mode, config.epochs, config.batch_size, config.head) == ("last_block", 30, 32, "linear")
     optim = config.optim
     assert (optim.optimizer, optim.lr, optim.weight_decay, optim.layer_decay, optim.warmup_epochs) == (
         "adam", 0.01, 1e-4, 1.0, 0.0)
@@ -67,7 +67,7 @@ def test_kfold_runs_from_the_command_line_with_a_preset(phantom, tmp_path, capsy
     assert main(["kfold", "--data", str(phantom), "--folds", "2", "--preset", "uscl", "--gradcam-per-class", "0",
                  "--out", str(out), *FAST]) == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert (config["mode"], config["epochs"], config["optim"]["optimizer"]) == ("partial", 1, "adam")
+    assert (config["mode"], config["epochs"], config["optim"]["optimizer"]) == ("last_block", 1, "adam")
     assert config["folds"] == 2
     assert yaml.safe_load((out / "fold_1/config.yaml").read_text())["optim"]["lr"] == 0.01
     assert sorted(path.name for path in out.glob("fold_*")) == ["fold_0", "fold_1"]

@@ -19,12 +19,12 @@ from sonofm.errors import SonofmError
 class ClassificationDataset(Dataset):
     """``(image float32 (3, S, S) ImageNet-normalised, label int)`` per sample; augmented when ``train``."""
 
-    def __init__(self, samples: Sequence[Sample], img_size: int, train: bool) -> None:
+    def __init__(self, samples: Sequence[Sample], img_size: int, train: bool, augment: str = "sonofm") -> None:
         unlabeled = next((s for s in samples if s.label is None), None)
         if unlabeled is not None:
             raise SonofmError(f"image without a class label: {unlabeled.image}")
         self.samples = list(samples)
-        self.transform = ClassificationTransform(img_size, train)
+        self.transform = ClassificationTransform(img_size, train, augment)
 
     def __len__(self) -> int:
         return len(self.samples)

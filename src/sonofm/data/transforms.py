@@ -22,6 +22,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_SCALE = (0.7, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
 JITTER = 0.1  # brightness and contrast factors drawn from [1 - JITTER, 1 + JITTER]
+AUGMENTATIONS = ("sonofm", "uscl")
+USCL_CROP_SCALE, USCL_CROP_RATIO = (0.8, 1.0), (0.8, 1.25)
 
 _Box = tuple[int, int, int, int]  # top, left, height, width
 
@@ -39,15 +41,17 @@ def normalize(image: torch.Tensor) -> torch.Tensor:
     return scaled.sub_(mean).div_(std)
 
 
-def random_crop_box(height: int, width: int, generator: torch.Generator | None = None) -> _Box:
-    """A box covering a random 70-100 % of the area with aspect ratio in [3/4, 4/3]; the whole image if none fits."""
+def random_crop_box(height: int, width: int, generator: torch.Generator | None = None,
+                    scale: tuple[float, float] = CROP_SCALE, ratio: tuple[float, float] = CROP_RATIO) -> _Box:
+    """A box covering a random ``scale`` share of the area (default 70-100 %) with aspect ratio in ``ratio``
+    (default [3/4, 4/3]); the whole image if none fits in 10 draws."""
     area = height * width
-    log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
-        target = area * torch.empty(1).uniform_(*CROP_SCALE, generator=generator).item()
-        ratio = math.exp(torch.empty(1).uniform_(*log_ratio, generator=generator).item())
-        crop_w = round(math.sqrt(target * ratio))
-        crop_h = round(math.sqrt(target / ratio))
+        target = area * torch.empty(1).uniform_(*scale, generator=generator).item()
+        aspect = math.exp(torch.empty(1).uniform_(*log_ratio, generator=generator).item())
+        crop_w = round(math.sqrt(target * aspect))
+        crop_h = round(math.sqrt(target / aspect))
         if 0 < crop_w <= width and 0 < crop_h <= height:
             top = int(torch.randint(0, height - crop_h + 1, (1,), generator=generator).item())
             left = int(torch.randint(0, width - crop_w + 1, (1,), generator=generator).item())
@@ -76,16 +80,29 @@ def _resize_mask(mask: torch.Tensor, size: int, box: _Box | None = None) -> torc
 
 
 class ClassificationTransform:
-    """``uint8 (H, W, 3)`` image -> ``float32 (3, S, S)`` normalised tensor, augmented when ``train``."""
+    """``uint8 (H, W, 3)`` image -> ``float32 (3, S, S)`` normalised tensor, augmented when ``train``.
 
-    def __init__(self, img_size: int, train: bool) -> None:
+    ``augment``: ``sonofm`` (random resized crop of 70-100 % of the area, flip, brightness/contrast jitter) or
+    ``uscl`` (USCL's fine-tuning recipe: resize to S x S, then a random resized crop of 80-100 % with aspect ratio in
+    [0.8, 1.25], and flip). Both resize to S x S without augmentation when not ``train``.
+    """
+
+    def __init__(self, img_size: int, train: bool, augment: str = "sonofm") -> None:
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
         self.img_size = img_size
         self.train = train
+        self.augment = augment
 
     def __call__(self, image: np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
         tensor = image_to_tensor(image)
         if not self.train:
             return normalize(_resize_image(tensor, self.img_size))
+        if self.augment == "uscl":
+            tensor = _resize_image(tensor, self.img_size)
+            box = random_crop_box(self.img_size, self.img_size, generator, USCL_CROP_SCALE, USCL_CROP_RATIO)
+            tensor = _resize_image(tensor, self.img_size, box)
+            return normalize(F.horizontal_flip(tensor) if torch.rand(1, generator=generator).item() < 0.5 else tensor)
         tensor = _resize_image(tensor, self.img_size, random_crop_box(*tensor.shape[-2:], generator))
         if torch.rand(1, generator=generator).item() < 0.5:
             tensor = F.horizontal_flip(tensor)

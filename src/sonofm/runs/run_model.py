@@ -21,7 +21,8 @@ from sonofm.runs.run_folder import RunFolder
 EntryType = type | tuple[type, ...]
 TASK_ENTRIES: dict[str, EntryType] = {"model": str, "img_size": int, "classes": list}
 SEG_ENTRIES: dict[str, EntryType] = {"head": str, "ignore_index": int, "aux_weight": (int, float)}
-OPTIONAL_ENTRIES: dict[str, EntryType] = {"model_args": dict, "head_args": dict, "refine_channels": int}
+OPTIONAL_ENTRIES: dict[str, EntryType] = {"model_args": dict, "head_args": dict, "refine_channels": int,
+                                          "classifier_head": str}
 
 
 @dataclass
@@ -52,7 +53,8 @@ def load_run_model(path: str | Path) -> RunModel:
     backbone = create_backbone(metadata["model"], img_size=int(metadata["img_size"]), **metadata.get("model_args", {}))
     num_classes = len(metadata["classes"])
     if task == "cls":
-        model: nn.Module = ImageClassifier(backbone, num_classes=num_classes)
+        model: nn.Module = ImageClassifier(backbone, num_classes=num_classes,
+                                           head=metadata.get("classifier_head", "usfm"))
     elif task == "enhance":
         model = ImageEnhancer(backbone, refine_channels=int(metadata.get("refine_channels", 32)))
     else:

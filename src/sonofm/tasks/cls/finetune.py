@@ -14,6 +14,7 @@ from sonofm.atomic import atomic_write_json, atomic_write_text
 from sonofm.data.datasets import ClassificationDataset
 from sonofm.data.layouts import load_index
 from sonofm.data.records import DatasetIndex
+from sonofm.data.transforms import AUGMENTATIONS
 from sonofm.data.validate import assert_valid
 from sonofm.engine.config import FinetuneConfig
 from sonofm.engine.data import describe_start, load_or_make_splits, make_loader
@@ -21,7 +22,7 @@ from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.engine.trainer import Echo, checkpoint_epoch, evaluation_trainer, fit_selecting_best, write_training_curves
 from sonofm.metrics.classification import classification_metrics, confusion_matrix
 from sonofm.models import create_backbone
-from sonofm.models.classifier import ImageClassifier
+from sonofm.models.classifier import HEADS, ImageClassifier
 from sonofm.models.state_dict_file import WeightsFile
 from sonofm.report.confusion_table import write_confusion_csv
 from sonofm.report.figures import plot_confusion_matrix
@@ -42,11 +43,15 @@ class ClsFinetuneConfig(FinetuneConfig):
     mode: str = "full"
     label_smoothing: float = 0.1
     class_balance: str = "loss"
+    head: str = "usfm"
+    augment: str = "sonofm"
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
             *super().checks(),
             (self.mode in MODES, f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}"),
+            (self.head in HEADS, f"head must be one of {', '.join(HEADS)}, got {self.head!r}"),
+            (self.augment in AUGMENTATIONS, f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}"),
             (self.class_balance in ("loss", "none"), f"class_balance must be loss or none, got {self.class_balance!r}"),
         ]
 
@@ -82,7 +87,8 @@ def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: b
     echo(describe_start(index, splits, run, resuming))
     if getattr(backbone, "load_report", None) is not None:
         echo(backbone.load_report.summary())
-    model = ImageClassifier(backbone, num_classes=index.num_classes, head_init_scale=config.head_init_scale)
+    model = ImageClassifier(backbone, num_classes=index.num_classes, head_init_scale=config.head_init_scale,
+                            head=config.head)
     class_weights = None
     if config.class_balance == "loss":
         class_weights = inverse_frequency_weights([s.label for s in splits["train"]], index.num_classes)
@@ -91,8 +97,8 @@ def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: b
         class_weights=class_weights, seed=config.seed,
     )
     loaders = {
-        name: make_loader(ClassificationDataset(samples, config.img_size, train=(name == "train")), config,
-                          train=(name == "train"))
+        name: make_loader(ClassificationDataset(samples, config.img_size, train=(name == "train"),
+                                                augment=config.augment), config, train=(name == "train"))
         for name, samples in splits.items() if samples
     }
     trainer, best = fit_selecting_best(config, run, module, loaders, "val/balanced_accuracy", callbacks)
@@ -127,7 +133,7 @@ def _finish(run: RunFolder, config: ClsFinetuneConfig, index: DatasetIndex, modu
 def model_metadata(config: ClsFinetuneConfig, index: DatasetIndex) -> dict:
     return {
         "task": "cls", "model": config.model, "model_args": config.model_args, "img_size": config.img_size,
-        "classes": index.classes,
+        "classes": index.classes, "classifier_head": config.head,
     }
 
 
