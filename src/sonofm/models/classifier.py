@@ -7,7 +7,6 @@ from torch import nn
 
 from sonofm.models.layer_ids import LayersAboveBackbone
 
-
 HEADS = ("usfm", "linear")
 
 
