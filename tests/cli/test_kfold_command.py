@@ -95,6 +95,11 @@ def test_kfold_runs_from_the_command_line_with_a_preset(phantom, tmp_path, capsy
     assert metrics["mean/accuracy"] == pytest.approx(np.mean(fold_accuracies))
     printed = capsys.readouterr().out
     assert "pooled" in printed and "mean" in printed
+    # USCL's optimistic figure, reported apart: with one epoch, the best test epoch is the selected one
+    assert all((out / f"fold_{fold}" / "test_per_epoch.csv").read_text().count("\n") == 2 for fold in range(2))
+    assert metrics["optimistic/accuracy"] == pytest.approx(metrics["pooled/accuracy"])
+    assert (read_confusion(out / "confusion_matrix_summed_best_test_epoch.csv") == summed).all()
+    assert "optimistic (USCL's selection" in printed
 
 
 def test_unknown_task(phantom, tmp_path, cli_error):

@@ -32,6 +32,7 @@ from sonofm.data.validate import assert_valid
 from sonofm.engine.distributed import attach_run, is_rank_zero, rank_zero_first
 from sonofm.engine.trainer import Echo
 from sonofm.errors import SonofmError
+from sonofm.metrics.classification import confusion_metrics
 from sonofm.models import create_backbone
 from sonofm.models.state_dict_file import WeightsFile, read_weights_file
 from sonofm.report.confusion_table import read_confusion_csv, write_confusion_csv
@@ -40,6 +41,7 @@ from sonofm.report.gradcam_examples import first_per_class, write_gradcam_exampl
 from sonofm.runs.config import save_config
 from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.runs.run_model import load_run_model
+from sonofm.tasks.cls.epoch_test_scores import TEST_PER_EPOCH, best_test_epoch
 from sonofm.tasks.cls.finetune import ClsFinetuneConfig, finetune_classifier
 from sonofm.workflows.kfold_summary import format_table, summarise_folds, write_folds_summary
 
@@ -171,11 +173,20 @@ def _summarise(config: KfoldConfig, run: RunFolder, index: DatasetIndex, fold_ru
     plot_confusion_matrix(summed, classes, run.path / "confusion_matrix_summed.png",
                           f"{len(fold_runs)} test folds ({int(summed.sum())} images)")
     write_folds_summary(run.path / "folds_summary.csv", fold_metrics, fold_splits)
+    optimistic = [best_test_epoch(fold_run.path / TEST_PER_EPOCH) for fold_run in fold_runs]
+    if config.report_best_test_epoch and all(optimistic):
+        best_summed = sum((matrix for _, matrix in optimistic[1:]), optimistic[0][1])
+        write_confusion_csv(best_summed, classes, run.path / "confusion_matrix_summed_best_test_epoch.csv")
+        summary.update({f"optimistic/{key}": value for key, value in confusion_metrics(best_summed, classes).items()})
     if config.gradcam_per_class:
         for fold, (fold_run, splits) in enumerate(zip(fold_runs, fold_splits, strict=True)):
             _write_gradcams(fold_run, splits["test"], config.gradcam_per_class, run.path / "gradcam", fold)
     atomic_write_json(run.metrics, summary)
     echo(format_table(summary, [len(splits["test"]) for splits in fold_splits]))
+    if "optimistic/accuracy" in summary:
+        echo(f"optimistic (USCL's selection: each fold's epoch with the best TEST accuracy, summed): accuracy "
+             f"{summary['optimistic/accuracy']:.4f}, macro F1 {summary['optimistic/macro_f1']:.4f}; compare with "
+             "published USCL/ACLUS figures only, never as a result")
     echo(f"results in {run.path}: metrics.json, folds_summary.csv, confusion_matrix_summed.png, fold_*/"
          + (", gradcam/" if config.gradcam_per_class else ""))
     return summary

@@ -33,6 +33,8 @@ def value_of(config: ClsFinetuneConfig, key: str):
 
 
 def as_config_value(text: str):
+    if text in ("True", "False"):
+        return text == "True"
     for kind in (int, float):
         try:
             return kind(text)
@@ -48,7 +50,7 @@ def parsed(*extra: str) -> ClsFinetuneConfig:
 
 def test_the_preset_and_the_defaults_equal_the_readme_table():
     rows = readme_table()
-    assert len(rows) == 15
+    assert len(rows) == 16
     preset, default = parsed("--preset", "uscl"), parsed()
     for key, default_text, preset_text in rows:
         assert value_of(preset, key) == as_config_value(preset_text), key

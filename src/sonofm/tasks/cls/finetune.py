@@ -29,6 +29,7 @@ from sonofm.report.figures import plot_confusion_matrix
 from sonofm.runs.config import save_config
 from sonofm.runs.model_file import save_model
 from sonofm.runs.run_folder import RunFolder, prepare_run
+from sonofm.tasks.cls.epoch_test_scores import TEST_PER_EPOCH, EpochTestScores, best_test_epoch
 from sonofm.tasks.cls.freezing import MODES
 from sonofm.tasks.cls.module import ClassificationModule, inverse_frequency_weights
 
@@ -45,6 +46,7 @@ class ClsFinetuneConfig(FinetuneConfig):
     class_balance: str = "loss"
     head: str = "usfm"
     augment: str = "sonofm"
+    report_best_test_epoch: bool = False
 
     def checks(self) -> list[tuple[bool, str]]:
         return [
@@ -101,6 +103,8 @@ def finetune_classifier(config: ClsFinetuneConfig, out: str | Path, overwrite: b
                                                 augment=config.augment), config, train=(name == "train"))
         for name, samples in splits.items() if samples
     }
+    if config.report_best_test_epoch and "test" in loaders:
+        callbacks = [*(callbacks or []), EpochTestScores(loaders["test"], run.path / TEST_PER_EPOCH, index.num_classes)]
     trainer, best = fit_selecting_best(config, run, module, loaders, "val/balanced_accuracy", callbacks)
     if not trainer.is_global_zero:
         return {}
@@ -123,6 +127,10 @@ def _finish(run: RunFolder, config: ClsFinetuneConfig, index: DatasetIndex, modu
         write_confusion_csv(matrix, index.classes, run.path / f"confusion_matrix_{split}.csv")
         _write_per_class(run.path / f"per_class_{split}.csv", values, index.classes)
     metrics["best_epoch"] = checkpoint_epoch(best, config.epochs)
+    optimistic = best_test_epoch(run.path / TEST_PER_EPOCH) if config.report_best_test_epoch else None
+    if optimistic is not None:  # USCL's figure: the epoch chosen on the test split itself
+        metrics["optimistic/best_test_epoch"] = float(optimistic[0])
+        metrics["optimistic/test_accuracy"] = float(optimistic[1].diagonal().sum() / optimistic[1].sum())
     save_model(module.model, run.model, model_metadata(config, index))
     write_training_curves(run, CURVE_METRICS)
     atomic_write_json(run.metrics, metrics)
