@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and label_efficiency.png. Rerunning resumes.",
     )
     study.add_argument("--task", choices=["cls", "seg"], help="classification (default) or segmentation")
-    study.add_argument("--data", required=True, help="labelled dataset for fine-tuning")
+    study.add_argument("--data", help="labelled dataset for fine-tuning")
     source = study.add_mutually_exclusive_group(required=True)
     source.add_argument("--pretrain-data", nargs="+", metavar="PATH", help="image folders to pretrain on")
     source.add_argument("--weights", help="an existing pretrained encoder (skips pretraining)")

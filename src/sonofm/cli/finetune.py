@@ -73,7 +73,7 @@ def cls_config_from_args(config: T, args: argparse.Namespace, flags: dict[str, s
 
 
 def _add_common_flags(parser: argparse.ArgumentParser, data_help: str, default_batch: int) -> None:
-    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--data", help=data_help)
     parser.add_argument("--model", help="backbone name (default usfm_vit_base_patch16; see `sonofm models`)")
     parser.add_argument("--weights", help="local weights: USFM_latest.pth, a sonofm model.safetensors, timm/torchvision file")
     parser.add_argument("--img-size", type=int, help="square input size (default 224)")

@@ -24,6 +24,7 @@ from contextlib import contextmanager, redirect_stdout
 
 from sonofm import __version__
 from sonofm.cli.inputs import add_frame_flags, apply_frame_flags
+from sonofm.cli.options import ConfigPrinted
 from sonofm.errors import SonofmError
 
 DECODER_MODULES = r"(PIL|pydicom)(\.|$)"  # libraries whose UserWarnings describe a damaged input file
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         except SonofmError as error:
             print(f"sonofm: error: {_own_message(error)}", file=sys.stderr)
             code = 2
+        except ConfigPrinted:
+            code = 0
         except KeyboardInterrupt:
             return _interrupted()
         except SystemExit:

@@ -1,4 +1,4 @@
-"""Turning parsed flags into a run config in one pass: a preset, then flag values, then ``--set key=value``."""
+"""Turning parsed flags into a run config in one pass: a saved config file, a preset, flag values, then ``--set``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 from collections.abc import Sequence
 from typing import TypeVar
 
-from sonofm.runs.config import Override, parse_override, resolve_config
+import yaml
+
+from sonofm.runs.config import Override, config_to_dict, load_config, parse_override, resolve_config
 
 T = TypeVar("T")
 
@@ -35,16 +37,30 @@ def add_output_flags(parser: argparse.ArgumentParser, what: str, example: str) -
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override any config key, e.g. {example} (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--config", metavar="FILE", help=f"start from a saved config.yaml (e.g. another {what}'s); "
+                        "--preset, flags and --set override it")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+
+
+class ConfigPrinted(Exception):
+    """``--print-config`` printed the resolved config: the command stops there, successfully."""
 
 
 def config_from_args(config: T, args: argparse.Namespace, flags: dict[str, str],
                      preset: Sequence[Override] = ()) -> T:
-    """``config`` after one override pass: ``preset``, then the given flags, then ``args.overrides`` (later wins).
+    """``config`` (or the ``--config`` file's) after one override pass: ``preset``, then the given flags, then
+    ``args.overrides`` (later wins). With ``--print-config`` the result is printed and :class:`ConfigPrinted` raised.
 
     ``flags`` maps flag names to config keys (dotted for sections). A flag's value, already typed by argparse, is
     assigned as is; ``--set`` values are parsed as YAML. Both are type-checked against the config's fields.
     """
-    return resolve_config(config, [*preset, *flag_overrides(args, flags), *map(parse_override, args.overrides)])
+    if getattr(args, "config", None):
+        config = load_config(type(config), args.config)
+    resolved = resolve_config(config, [*preset, *flag_overrides(args, flags), *map(parse_override, args.overrides)])
+    if getattr(args, "print_config", False):
+        print(yaml.safe_dump(config_to_dict(resolved), sort_keys=False), end="")
+        raise ConfigPrinted
+    return resolved
 
 
 def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[Override]:

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Pretrain an encoder by rebuilding images from block-masked, band-stop-filtered views. "
         "Rerunning the same command resumes an unfinished run.",
     )
-    mim.add_argument("--data", required=True, nargs="+", metavar="PATH",
+    mim.add_argument("--data", nargs="+", metavar="PATH",
                      help="folders scanned recursively for images (labels ignored, duplicates skipped)")
     mim.add_argument("--model", help="encoder (default usfm_vit_base_patch16; see `sonofm models`)")
     _add_balance_flag(mim)
@@ -40,9 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Pretrain a ResNet by contrasting anatomy regions across two views and predicting a corrupted "
         "core region. Rerunning the same command resumes an unfinished run.",
     )
-    aclus.add_argument("--data", required=True, nargs="+", metavar="PATH",
+    aclus.add_argument("--data", nargs="+", metavar="PATH",
                        help="image folders (searched recursively), or one packed folder (`sonofm data pack`)")
-    aclus.add_argument("--masks", required=True, nargs="+", metavar="PATH",
+    aclus.add_argument("--masks", nargs="+", metavar="PATH",
                        help="one anatomy-map folder per --data folder (same relative paths), or one automask "
                        "index.csv; for a packed folder, the `sonofm sam automask` output of that pack")
     aclus.add_argument("--model", help="resnet18 (default) or resnet50")

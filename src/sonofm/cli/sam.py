@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "finetune", help="adapt SAM to ultrasound with prompts drawn from masks (LoRA + mask decoder)",
         description="Stage 1 of A-SAM. Rerunning the same command resumes an unfinished run.",
     )
-    finetune.add_argument("--data", required=True, help="dataset with images and masks (flat, USFM or SAMUS layout)")
-    finetune.add_argument("--sam-checkpoint", required=True, help="local SAM checkpoint, e.g. sam_vit_b_01ec64.pth")
+    finetune.add_argument("--data", help="dataset with images and masks (flat, USFM or SAMUS layout)")
+    finetune.add_argument("--sam-checkpoint", help="local SAM checkpoint, e.g. sam_vit_b_01ec64.pth")
     finetune.add_argument("--sam-type", help="vit_b (default), vit_l, vit_h, or vit_tiny (random-init trials)")
     finetune.add_argument("--img-size", type=int, help="square input size (default 256; SAM's native is 1024)")
     finetune.add_argument("--prompts", type=lambda text: [kind.strip() for kind in text.split(",")],
@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-prompter", help="train the class-conditional automatic prompter on a finished A-SAM run",
         description="Stage 2 of A-SAM: the A-SAM stays frozen; the prompter and the mask decoder train.",
     )
-    prompter.add_argument("--run", required=True, help="finished `sonofm sam finetune` run")
-    prompter.add_argument("--data", required=True, help="dataset with images and masks of the same classes")
+    prompter.add_argument("--run", help="finished `sonofm sam finetune` run")
+    prompter.add_argument("--data", help="dataset with images and masks of the same classes")
     _add_training_flags(prompter, default_epochs=30)
     prompter.set_defaults(handler=run_train_prompter)
 
@@ -102,10 +102,11 @@ def run_train_prompter(args: argparse.Namespace) -> int:
 
 
 def run_automask(args: argparse.Namespace) -> int:
+    from sonofm.data.packed import is_url
     from sonofm.data.work_shard import Shard
     from sonofm.tasks.sam.automask import automask
 
-    if not Path(args.images).is_dir():  # checked before --out is claimed for these images
+    if not is_url(args.images) and not Path(args.images).is_dir():  # checked before --out is claimed for them
         raise SonofmError(f"--images {args.images} is not a folder; nothing was written")
     shard = Shard.parse(args.shard) if args.shard else None
     summary = automask(args.run, args.images, args.out, args.batch_size, shard, args.precision, args.num_workers,

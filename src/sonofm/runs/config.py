@@ -79,11 +79,17 @@ def save_config(config: Any, path: str | Path) -> None:
 
 
 def load_config(cls: type[ConfigT], path: str | Path) -> ConfigT:
+    """``cls`` from the YAML file ``path`` (a run's ``config.yaml``); SonofmError naming the file and the key."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise SonofmError(f"cannot read config {path}: {error}") from None
-    return config_from_dict(cls, data)
+    if not isinstance(data, dict):
+        raise SonofmError(f"config {path} must hold key: value pairs, found a {type(data).__name__}")
+    try:
+        return config_from_dict(cls, data)
+    except SonofmError as error:
+        raise SonofmError(f"config {path}: {error}") from None
 
 
 def _parse_yaml_value(raw: str) -> Any:

@@ -147,6 +147,8 @@ def finetune_sam(config: SamFinetuneConfig, out: str | Path, overwrite: bool = F
 def train_prompter(config: PrompterConfig, out: str | Path, overwrite: bool = False, echo: Echo = print,
                    callbacks: list[L.Callback] | None = None) -> dict[str, float]:
     """Stage 2: train the class prompter + mask decoder of a finished A-SAM run; evaluate automatic anatomy maps."""
+    if not config.run:
+        raise SonofmError("--run is required (a finished `sonofm sam finetune` run)")
     base_run = RunFolder(Path(config.run))
     base_run.require_finished()
     base_meta = read_model_metadata(base_run.model)
