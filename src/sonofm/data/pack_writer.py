@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from sonofm.atomic import atomic_write, atomic_write_json, atomic_write_text
 from sonofm.data.dicom_io import dicom_metadata
@@ -35,6 +34,7 @@ from sonofm.data.source_table import SourceColumn
 from sonofm.data.unlabeled import file_digest, scan_image_folders, source_ids
 from sonofm.data.work_shard import Shard
 from sonofm.errors import SonofmError
+from sonofm.progress import progress_bar
 
 FILE_LIST = "files.txt"
 JOIN_LOCK = "join.lock"
@@ -76,7 +76,7 @@ def pack_images(inputs: list[str | Path], out: str | Path, img_size: int | None 
     shards = -(-len(files) // shard_size)
     mine = range(shard.index, shards, shard.count)
     total = sum(min(shard_size, len(files) - index * shard_size) for index in mine)
-    with tqdm(total=total, desc="pack", unit="img", disable=not progress) as bar:
+    with progress_bar(total=total, desc="pack", unit="img", disable=not progress) as bar:
         for index in mine:
             first = index * shard_size
             members = list(range(first, min(first + shard_size, len(files))))

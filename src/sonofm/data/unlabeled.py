@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from sonofm.data.frames import expand_source, parse_frame_ref
 from sonofm.data.image_io import INPUT_EXTENSIONS, image_size, is_image_file
@@ -25,6 +24,7 @@ from sonofm.data.packed import PackedImages, read_image_at
 from sonofm.data.sampling import ItemKey, item_generator
 from sonofm.data.transforms import ClassificationTransform
 from sonofm.errors import SonofmError
+from sonofm.progress import progress_bar
 
 HASH_CHUNK = 1 << 20  # bytes read at a time when hashing a file
 MASK_FOLDER_NAMES = frozenset({"mask", "masks", "label", "labels", "annotations", "ground_truth", "gt"})
@@ -72,7 +72,7 @@ def scan_image_folders(paths: Sequence[str | Path], progress: bool = False, dedu
     candidates = [file for folder in paths for file in _folder_images(Path(folder))]
     seen: set[bytes] = set()
     pool = ImagePool(files=[], found=len(candidates), duplicates=0, skipped=[], folders=len(paths))
-    for file in tqdm(_expanded(candidates, pool), desc="scan images", unit="file", disable=not progress):
+    for file in progress_bar(_expanded(candidates, pool), desc="scan images", unit="file", disable=not progress):
         try:
             image_size(file)
         except SonofmError as error:

@@ -8,12 +8,11 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tqdm import tqdm
-
 from sonofm.data.image_io import read_image, read_mask, unique_ids
 from sonofm.data.records import SPLITS, DatasetIndex, Sample
 from sonofm.data.splits import group_key
 from sonofm.errors import SonofmError
+from sonofm.progress import progress_bar
 
 UNSPLIT = "unsplit"
 """Split name reported for samples of a layout without its own splits."""
@@ -95,7 +94,7 @@ def check_dataset(index: DatasetIndex, progress: bool = False, workers: int | No
     """
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        inspections = list(tqdm(pool.map(lambda s: _inspect(s, index), index.samples), total=len(index.samples),
+        inspections = list(progress_bar(pool.map(lambda s: _inspect(s, index), index.samples), total=len(index.samples),
                                 desc="checking", unit="img", disable=not progress))
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     images: Counter[str] = Counter()

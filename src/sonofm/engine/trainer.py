@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
@@ -27,6 +27,7 @@ from sonofm.engine.precision import resolve_precision
 from sonofm.engine.ranks_agree import RanksAgree
 from sonofm.engine.sync_batchnorm import GlobalBatchNormSync
 from sonofm.errors import SonofmError
+from sonofm.progress import training_progress
 from sonofm.report.figures import plot_training_curves
 from sonofm.runs.run_folder import RunFolder, checkpoint_entry
 
@@ -54,7 +55,7 @@ def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
     warnings.filterwarnings("ignore", message=".*torch.distributed.nn.functional.all_gather is deprecated.*")
     callbacks = [*callbacks, RanksAgree()]
     if config.progress:
-        callbacks = [*callbacks, TQDMProgressBar(refresh_rate=1)]
+        callbacks = [*callbacks, training_progress()]
     devices: int | str = int(config.devices) if config.devices.isdigit() else config.devices
     on_cuda = config.accelerator in ("cuda", "gpu") or (config.accelerator == "auto" and torch.cuda.is_available())
     plugins = [GlobalBatchNormSync(on_cuda)] if config.sync_batchnorm else []  # used by DDP strategies only

@@ -10,11 +10,11 @@ import onnx
 import torch
 from torch import nn
 
+from sonofm.atomic import atomic_write, atomic_write_json
 from sonofm.errors import SonofmError
 from sonofm.export.onnx_runtime import METADATA_KEY, OnnxModel
 from sonofm.export.parity import check_parity, parity_batch
 from sonofm.export.preprocessing import InferenceWrapper, preprocessing_of
-from sonofm.atomic import atomic_write, atomic_write_json
 from sonofm.runs.run_model import RunModel
 
 DEFAULT_OPSET = 18

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
+from sonofm.atomic import atomic_write, atomic_write_json
 from sonofm.errors import SonofmError
 from sonofm.export.parity import check_parity, parity_batch
 from sonofm.export.preprocessing import InferenceWrapper, preprocessing_of
-from sonofm.atomic import atomic_write, atomic_write_json
 from sonofm.runs.run_model import RunModel
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from sonofm.atomic import atomic_write
 from sonofm.data.datasets import ImageFileDataset
@@ -22,6 +21,7 @@ from sonofm.errors import SonofmError
 from sonofm.inference.embedding_parts import PART_IMAGES, EmbeddingParts, describe_job
 from sonofm.models import create_backbone
 from sonofm.models.state_dict_file import read_weights_file
+from sonofm.progress import progress_bar
 from sonofm.runs.model_file import decode_metadata
 from sonofm.runs.run_folder import RunFolder
 from sonofm.runs.run_model import load_run_model
@@ -112,7 +112,7 @@ def embed(input_path: str | Path, out: str | Path, weights: str | Path | None = 
     parts = EmbeddingParts(out, describe_job(paths, weights_file, model=model, pool=pool, img_size=size,
                                              precision=precision))
     starts = range(0, len(paths), PART_IMAGES)
-    with tqdm(total=len(paths), desc="embed", unit="img", disable=not progress) as bar:
+    with progress_bar(total=len(paths), desc="embed", unit="img", disable=not progress) as bar:
         for index, start in enumerate(starts):
             chunk = range(start, min(start + PART_IMAGES, len(paths)))
             if parts.has(index):

@@ -7,25 +7,25 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
+from sonofm.atomic import atomic_write_json
 from sonofm.data.datasets import ClassificationDataset
 from sonofm.data.layouts import load_index
 from sonofm.data.records import Sample
 from sonofm.data.splits import load_split
 from sonofm.data.validate import assert_valid
+from sonofm.engine.config import TrainingConfig
 from sonofm.errors import SonofmError
 from sonofm.metrics.classification import classification_metrics, confusion_matrix
-from sonofm.atomic import atomic_write_json
+from sonofm.progress import progress_bar
+from sonofm.report.figures import plot_confusion_matrix
 from sonofm.runs.config import load_config
 from sonofm.runs.run_folder import RunFolder
-from sonofm.report.figures import plot_confusion_matrix
-from sonofm.tasks.cls.finetune import ClsFinetuneConfig
-from sonofm.engine.config import TrainingConfig
-from sonofm.tasks.enhance.finetune import EnhanceFinetuneConfig, evaluate_enhancement_run
-from sonofm.tasks.seg.finetune import SegFinetuneConfig
 from sonofm.runs.run_model import RunModel, load_run_model
+from sonofm.tasks.cls.finetune import ClsFinetuneConfig
+from sonofm.tasks.enhance.finetune import EnhanceFinetuneConfig, evaluate_enhancement_run
 from sonofm.tasks.seg.evaluation import evaluate_segmentation, pixel_size_column, write_per_image_csv
+from sonofm.tasks.seg.finetune import SegFinetuneConfig
 
 
 def evaluate_run(run_path: str | Path, data: str | None = None, split: str = "test", batch_size: int = 32,
@@ -68,7 +68,7 @@ def _evaluate_classifier(run: RunFolder, loaded: RunModel, samples: list[Sample]
     loader = DataLoader(ClassificationDataset(samples, loaded.img_size, train=False), batch_size=batch_size)
     probs, labels = [], []
     with torch.inference_mode():
-        for images, batch_labels in tqdm(loader, desc="evaluate", unit="batch", disable=not progress):
+        for images, batch_labels in progress_bar(loader, desc="evaluate", unit="batch", disable=not progress):
             probs.append(loaded.model(images).float().softmax(dim=1))
             labels.append(batch_labels)
     probs_all, labels_all = torch.cat(probs), torch.cat(labels)

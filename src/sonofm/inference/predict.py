@@ -16,16 +16,16 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
+from sonofm.atomic import atomic_write_png, atomic_write_text
 from sonofm.data.datasets import ImageFileDataset
 from sonofm.data.image_io import image_size, read_image
 from sonofm.data.inputs import find_input_images
+from sonofm.engine.precision import autocast_for, inference_device
 from sonofm.errors import SonofmError
-from sonofm.atomic import atomic_write_png, atomic_write_text
+from sonofm.progress import progress_bar
 from sonofm.report.overlay import overlay_mask
 from sonofm.runs.run_model import load_run_model
-from sonofm.engine.precision import autocast_for, inference_device
 
 Forward = Callable[[Tensor], Tensor]
 
@@ -82,7 +82,7 @@ def predict_classes(forward: Forward, classes: list[str], img_size: int, paths: 
     loader = DataLoader(ImageFileDataset(paths, img_size), batch_size=batch_size)
     rows = []
     with torch.inference_mode():
-        for images, indices in tqdm(loader, desc="predict", unit="batch", disable=not progress):
+        for images, indices in progress_bar(loader, desc="predict", unit="batch", disable=not progress):
             probs = forward(images).float().softmax(dim=1)
             for index, row in zip(indices.tolist(), probs.tolist()):
                 best = max(range(len(row)), key=row.__getitem__)
@@ -106,7 +106,7 @@ def predict_masks(forward: Forward, classes: list[str], img_size: int, paths: li
     loader = DataLoader(ImageFileDataset(paths, img_size), batch_size=batch_size)
     rows = []
     with torch.inference_mode():
-        for images, positions in tqdm(loader, desc="predict", unit="batch", disable=not progress):
+        for images, positions in progress_bar(loader, desc="predict", unit="batch", disable=not progress):
             for score, position in zip(forward(images).float(), positions.tolist()):
                 path = paths[position]
                 width, height = image_size(path)

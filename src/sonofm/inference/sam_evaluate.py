@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sonofm.errors import SonofmError
 from sonofm.atomic import atomic_write_json
+from sonofm.errors import SonofmError
+from sonofm.inference.evaluate import select_samples
 from sonofm.runs.config import load_config
 from sonofm.runs.model_file import read_model_metadata
 from sonofm.runs.run_folder import RunFolder
 from sonofm.sam.adapted import load_adapted_sam
-from sonofm.inference.evaluate import select_samples
 from sonofm.tasks.sam.evaluation import EVAL_MODES, evaluate_sam
 from sonofm.tasks.sam.train import PrompterConfig, SamFinetuneConfig
 from sonofm.tasks.seg.evaluation import pixel_size_column, write_per_image_csv

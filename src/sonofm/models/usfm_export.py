@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from sonofm.atomic import atomic_write
 from sonofm.errors import SonofmError
 from sonofm.models.state_dict_file import TORCH_SUFFIXES
 from sonofm.models.usfm_checkpoint import merge_block_tables
 from sonofm.models.usfm_vit import UsfmViT
-from sonofm.atomic import atomic_write
 
 KEY_ORDER = ("cls_token", "patch_embed", "rel_pos_bias", "blocks", "norm", "mask_token")
 ONE_TABLE_ADVICE = (

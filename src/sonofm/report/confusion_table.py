@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from sonofm.errors import SonofmError
 from sonofm.atomic import atomic_write_text
+from sonofm.errors import SonofmError
 
 CORNER = "true\\predicted"
 

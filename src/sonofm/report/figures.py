@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sonofm.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from sonofm.atomic import atomic_write  # noqa: E402
+from sonofm.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from sonofm.report.overlay import overlay_mask  # noqa: E402
 
 

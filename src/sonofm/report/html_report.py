@@ -10,8 +10,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sonofm.errors import SonofmError
 from sonofm.atomic import atomic_write_text
+from sonofm.errors import SonofmError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from sonofm.atomic import atomic_write
 from sonofm.errors import SonofmError, first_line
 from sonofm.models.state_dict_file import read_weights_file, read_weights_metadata
-from sonofm.atomic import atomic_write
 
 PRETRAINED_BACKBONE_KEY = "sonofm_backbone"  # written by save_backbone_weights, the export of a pretraining run
 

@@ -17,7 +17,6 @@ from sonofm.models.segmenter import Segmenter
 from sonofm.runs.model_file import load_model_state, read_model_metadata
 from sonofm.runs.run_folder import RunFolder
 
-
 EntryType = type | tuple[type, ...]
 TASK_ENTRIES: dict[str, EntryType] = {"model": str, "img_size": int, "classes": list}
 SEG_ENTRIES: dict[str, EntryType] = {"head": str, "ignore_index": int, "aux_weight": (int, float)}

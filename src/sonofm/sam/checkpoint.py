@@ -10,10 +10,10 @@ from segment_anything.modeling import Sam
 from torch import Tensor
 from torch.nn import functional as F
 
+from sonofm.atomic import atomic_write
 from sonofm.errors import SonofmError
 from sonofm.models.state_dict_file import read_weights_file
 from sonofm.models.weights import LoadReport
-from sonofm.atomic import atomic_write
 from sonofm.sam.registry import NATIVE_IMG_SIZE, SAM_TYPES, build_sam
 
 POS_EMBED_KEY = "image_encoder.pos_embed"

@@ -20,18 +20,18 @@ from pathlib import Path
 
 import torch
 
+from sonofm.atomic import atomic_write_json
 from sonofm.data.phantom import write_phantom_dataset
+from sonofm.engine.precision import resolve_precision
+from sonofm.engine.trainer import Echo
 from sonofm.errors import SonofmError
 from sonofm.methods.mim.model import MimConfig
 from sonofm.report import Figure, Section, Table, write_report
-from sonofm.atomic import atomic_write_json
-from sonofm.runs.run_folder import RunFolder
 from sonofm.report.figures import plot_training_curves
+from sonofm.runs.run_folder import RunFolder
 from sonofm.tasks.cls.finetune import ClsFinetuneConfig, finetune_classifier
-from sonofm.engine.trainer import Echo
-from sonofm.tasks.seg.finetune import SegFinetuneConfig, finetune_segmenter
-from sonofm.engine.precision import resolve_precision
 from sonofm.tasks.mim.pretrain import FIGURE_DIR, MimPretrainConfig, pretrain_mim
+from sonofm.tasks.seg.finetune import SegFinetuneConfig, finetune_segmenter
 
 STAGES = ("pretrain_mim", "cls_pretrained", "cls_scratch", "seg_pretrained", "seg_scratch")
 CLS_REPORTED = ("test/accuracy", "test/balanced_accuracy", "test/macro_f1", "test/auroc")

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sonofm.atomic import atomic_write_text
 from sonofm.data.records import Sample
 from sonofm.data.splits import group_key
 from sonofm.metrics.classification import confusion_metrics
-from sonofm.atomic import atomic_write_text
 
 TABLE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "auroc")
 

@@ -11,9 +11,9 @@ import torch
 from timm.optim import Lars
 from torch import Tensor
 
+from sonofm.engine.module import steps_per_epoch
 from sonofm.methods.aclus.corruption import corrupt
 from sonofm.methods.aclus.model import AclusModel, ema_momentum
-from sonofm.engine.module import steps_per_epoch
 
 
 @dataclass

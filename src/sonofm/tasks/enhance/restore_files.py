@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from sonofm.data.image_io import read_image
 from sonofm.atomic import atomic_write_png, atomic_write_text
+from sonofm.data.image_io import read_image
+from sonofm.progress import progress_bar
 from sonofm.tasks.enhance.module import load_resized, unit_tensor
 
 
@@ -55,7 +55,7 @@ def predict_restored(forward: Callable[[Tensor], Tensor], paths: Sequence[str | 
     loader = DataLoader(_UnitImages(paths, img_size), batch_size=batch_size)
     rows = []
     with torch.inference_mode():
-        for images, positions in tqdm(loader, desc="restore", unit="batch", disable=not progress):
+        for images, positions in progress_bar(loader, desc="restore", unit="batch", disable=not progress):
             restored = forward(images).float().cpu()
             for image, position in zip(restored, positions.tolist()):
                 height, width = read_image(paths[position]).shape[:2]

@@ -8,10 +8,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from sonofm.engine.module import SeededTrainingModule
+from sonofm.engine.optim import OptimConfig
 from sonofm.methods.mim.model import MaskedImageModel
 from sonofm.report.figures import plot_reconstructions
-from sonofm.engine.optim import OptimConfig
-from sonofm.engine.module import SeededTrainingModule
 
 LOSS_KEYS = ("loss", "loss_spatial", "loss_frequency")
 

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from sonofm.atomic import atomic_write_json, atomic_write_png, atomic_write_text
 from sonofm.data.datasets import ImageFileDataset
@@ -37,6 +36,7 @@ from sonofm.data.work_shard import Shard
 from sonofm.engine.precision import autocast_for, inference_device
 from sonofm.engine.trainer import Echo
 from sonofm.errors import SonofmError
+from sonofm.progress import progress_bar
 from sonofm.runs.run_folder import RunFolder
 from sonofm.sam.adapted import AdaptedSam, load_adapted_sam
 
@@ -144,7 +144,7 @@ def _segment(model: AdaptedSam, labelled: _Labelled, todo: list[int], out: Path,
     loader = DataLoader(ImageFileDataset(labelled.source, model.img_size, positions=todo), batch_size=batch_size,
                         num_workers=num_workers)
     with part.open("a", newline="", encoding="utf-8") as handle, torch.inference_mode(), \
-            tqdm(total=len(todo), desc="automask", unit="img", disable=not progress) as bar:
+            progress_bar(total=len(todo), desc="automask", unit="img", disable=not progress) as bar:
         writer = csv.writer(handle)
         if new_file:
             writer.writerow(INDEX_COLUMNS)

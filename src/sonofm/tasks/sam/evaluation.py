@@ -8,16 +8,16 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from sonofm.data.datasets import SegmentationDataset
 from sonofm.data.image_io import image_size
 from sonofm.data.records import Sample
+from sonofm.engine.precision import autocast_for, inference_device
 from sonofm.errors import SonofmError
+from sonofm.progress import progress_bar
 from sonofm.sam.adapted import AdaptedSam
 from sonofm.sam.prompts import Prompts, prompts_from_masks
 from sonofm.tasks.seg.evaluation import plot_label_maps, score_label_maps
-from sonofm.engine.precision import autocast_for, inference_device
 from sonofm.tasks.seg.segment_files import segment_images
 
 EVAL_MODES = ("prompt", "auto")
@@ -43,7 +43,7 @@ def sam_label_maps(model: AdaptedSam, samples: Sequence[Sample], mode: str, kind
     loader = DataLoader(SegmentationDataset(samples, model.img_size, train=False), batch_size=batch_size)
     position = 0
     with torch.inference_mode():
-        for images, masks in tqdm(loader, desc=desc, unit="batch", disable=not progress):
+        for images, masks in progress_bar(loader, desc=desc, unit="batch", disable=not progress):
             masks = masks.to(device)
             with autocast_for(device, precision):
                 embeddings = model.embed(images.to(device))

@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sonofm.atomic import atomic_write_text
 from sonofm.data.image_io import read_image, read_mask
 from sonofm.data.records import Sample
 from sonofm.errors import SonofmError
 from sonofm.metrics.head_circumference import HeadCircumferenceErrors
 from sonofm.metrics.segmentation import SegmentationMetrics
-from sonofm.atomic import atomic_write_text
 from sonofm.report.figures import plot_segmentation_examples
 from sonofm.tasks.seg.segment_files import segment_images
 

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from sonofm.data.datasets import ImageFileDataset
 from sonofm.data.image_io import image_size
 from sonofm.engine.precision import autocast_for, inference_device
+from sonofm.progress import progress_bar
 
 
 def segment_images(model: nn.Module, paths: Sequence[str | Path], img_size: int, batch_size: int = 8,
@@ -28,7 +28,7 @@ def segment_images(model: nn.Module, paths: Sequence[str | Path], img_size: int,
     model = model.to(device).eval()
     loader = DataLoader(ImageFileDataset(paths, img_size), batch_size=batch_size)
     with torch.inference_mode():
-        for images, positions in tqdm(loader, desc=desc, unit="batch", disable=not progress):
+        for images, positions in progress_bar(loader, desc=desc, unit="batch", disable=not progress):
             with autocast_for(device, precision):
                 scores = model.predict(images.to(device))
             for score, position in zip(scores.float(), positions.tolist()):
