@@ -39,16 +39,26 @@ def load_run_model(path: str | Path) -> RunModel:
     """Load ``RUN/model.safetensors`` (strict: every key must match the rebuilt model); task ``cls``, ``seg`` or ``enhance``."""
     run = RunFolder(Path(path))
     run.require_finished()
-    metadata = read_model_metadata(run.model)
-    _require_entries(metadata, run.model, {"task": str})
-    task = metadata["task"]
-    if task == "sam":
+    if read_model_metadata(run.model).get("task") == "sam":
         raise SonofmError(f"run {run.path} holds a 'sam' model (an A-SAM run): measure it with `sonofm sam evaluate "
                           f"--run {run.path}`, or map anatomy with `sonofm sam automask`")
+    return load_model_file(run.model)
+
+
+def load_model_file(model_file: str | Path) -> RunModel:
+    """Rebuild the model of a ``model.safetensors`` written by a sonofm run from its metadata alone (no run folder
+    needed); task ``cls``, ``seg`` or ``enhance``."""
+    model_file = Path(model_file)
+    metadata = read_model_metadata(model_file)
+    _require_entries(metadata, model_file, {"task": str})
+    task = metadata["task"]
+    if task == "sam":
+        raise SonofmError(f"{model_file} holds a 'sam' model (an A-SAM run): measure it with `sonofm sam evaluate`, "
+                          "or map anatomy with `sonofm sam automask`")
     if task not in ("cls", "seg", "enhance"):
-        raise SonofmError(f"run {run.path} holds a {task!r} model; this command supports classification, "
+        raise SonofmError(f"{model_file} holds a {task!r} model; this command supports classification, "
                           "segmentation and enhancement runs")
-    _require_entries(metadata, run.model, TASK_ENTRIES | (SEG_ENTRIES if task == "seg" else {}), OPTIONAL_ENTRIES)
+    _require_entries(metadata, model_file, TASK_ENTRIES | (SEG_ENTRIES if task == "seg" else {}), OPTIONAL_ENTRIES)
     backbone = create_backbone(metadata["model"], img_size=int(metadata["img_size"]), **metadata.get("model_args", {}))
     num_classes = len(metadata["classes"])
     if task == "cls":
@@ -59,10 +69,10 @@ def load_run_model(path: str | Path) -> RunModel:
     else:
         model = Segmenter(backbone, num_classes, head=metadata["head"], ignore_index=int(metadata["ignore_index"]),
                           aux_weight=float(metadata["aux_weight"]), **metadata.get("head_args", {}))
-    result = model.load_state_dict(load_model_state(run.model), strict=False)
+    result = model.load_state_dict(load_model_state(model_file), strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise SonofmError(
-            f"{run.model} does not match model {metadata['model']}: missing {result.missing_keys[:3]}, "
+            f"{model_file} does not match model {metadata['model']}: missing {result.missing_keys[:3]}, "
             f"unexpected {result.unexpected_keys[:3]}"
         )
     return RunModel(model.eval(), task, int(metadata["img_size"]), list(metadata["classes"]), metadata)
