@@ -22,8 +22,8 @@ COMMON = ["--img-size", "32", "--epochs", "1", "--batch-size", "16", "--num-work
 def runs(phantom_set, tmp_path_factory):
     phantom = phantom_set(n_per_class=4, size=48, seed=3, frames_per_group=1)
     out = tmp_path_factory.mktemp("api")
-    for task, data, extra in (("cls", "cls", []), ("seg", "seg", ["--set", "model_args={depth: 4}", "--set", "head_args={channels: 16}"]),
-                              ("enhance", "cls", ["--degradation", "speckle"])):
+    seg = ["--set", "model_args={depth: 4}", "--set", "head_args={channels: 16}"]
+    for task, data, extra in (("cls", "cls", []), ("seg", "seg", seg), ("enhance", "cls", ["--degradation", "speckle"])):
         assert main(["finetune", task, "--data", str(phantom / data), "--out", str(out / task),
                                      *COMMON, *extra]) == 0
     images = sorted((phantom / "seg" / "images").glob("*.png"))[:3]

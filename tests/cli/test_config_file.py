@@ -37,7 +37,8 @@ def test_bad_config_files_fail_in_one_line(tmp_path, cli_error):
     (tmp_path / "typo.yaml").write_text("data: /d\nepochz: 3\n")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     base = ["finetune", "cls", "--out", str(tmp_path / "run"), "--config"]
-    assert f"config {tmp_path / 'typo.yaml'}: unknown config key 'epochz'" in cli_error([*base, str(tmp_path / "typo.yaml")])
+    typo = cli_error([*base, str(tmp_path / "typo.yaml")])
+    assert f"config {tmp_path / 'typo.yaml'}: unknown config key 'epochz'" in typo
     assert "must hold key: value pairs, found a list" in cli_error([*base, str(tmp_path / "list.yaml")])
     assert "cannot read config" in cli_error([*base, str(tmp_path / "missing.yaml")])
     assert "--data is required" in cli_error(["finetune", "cls", "--out", str(tmp_path / "run")])

@@ -36,7 +36,8 @@ class RunModel:
 
 
 def load_run_model(path: str | Path) -> RunModel:
-    """Load ``RUN/model.safetensors`` (strict: every key must match the rebuilt model); task ``cls``, ``seg`` or ``enhance``."""
+    """Load a finished run's ``model.safetensors`` (strict: every key must match the rebuilt model); task ``cls``,
+    ``seg`` or ``enhance``."""
     run = RunFolder(Path(path))
     run.require_finished()
     if read_model_metadata(run.model).get("task") == "sam":
