@@ -83,3 +83,14 @@ def test_dicom_files_are_grouped_by_a_digest_of_their_patient_id(tmp_path, media
     groups = [sample.group for sample in index.samples]
     assert groups[0] == groups[1] != groups[2] and groups[3] != groups[4] == groups[5]
     assert all(group.startswith("dicom-") and "P" not in group.removeprefix("dicom-") for group in groups)
+
+
+def test_dicom_files_that_all_carry_one_patient_id_are_grouped_by_file_with_a_hint(tmp_path, media):
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for number in range(2):
+            media.dicom(tmp_path / label / f"{number}.dcm", np.zeros((1, 16, 16), np.uint8))  # one fixed PatientID
+    index = load_index(tmp_path)
+    assert index.group_column is None and len({sample.group for sample in index.samples}) == 4
+    assert "all 4 DICOM files carry the same PatientID/StudyInstanceUID" in index.grouping_hint
+    assert load_index(tmp_path, group_by="none").grouping_hint is None

@@ -124,8 +124,8 @@ def load_index(
     samples = [_attach_labels(sample, root, labels, column) for sample in found.samples]
     hint = None
     if column is None and group_by != NO_GROUPING:
-        samples, column = _dicom_groups(samples)
-    if column is None and group_by != NO_GROUPING:
+        samples, column, hint = _dicom_groups(samples)
+    if column is None and hint is None and group_by != NO_GROUPING:
         hint = grouping_hint([source_of(s.image).name for s in samples],
                              [labels.rows.get(s.name) or labels.rows.get(source_of(s.image).stem, {}) for s in samples]
                              if labels else [], labels.columns if labels else [])
@@ -448,12 +448,21 @@ def _attach_labels(sample: Sample, root: Path, labels: _LabelsTable | None, colu
     return replace(sample, meta={**_source_meta(sample.image), **row}, group=group)
 
 
-def _dicom_groups(samples: list[Sample]) -> tuple[list[Sample], str | None]:
-    """Samples of DICOM files grouped by their patient (or study) id digest; ``(samples, None)`` when none has one."""
+def _dicom_groups(samples: list[Sample]) -> tuple[list[Sample], str | None, str | None]:
+    """Samples of DICOM files grouped by their patient (or study) id digest, the grouping's name and a hint.
+
+    Unchanged, without a name, when no file has an id, or with a hint when several files all carry the same id
+    (one patient's data, or ids blanked to one value by anonymisation): then nothing can keep patients apart."""
     ids = {source: dicom_case_id(source) for source in {source_of(s.image) for s in samples} if is_dicom_file(source)}
-    if not any(ids.values()):
-        return samples, None
-    return [replace(s, group=ids.get(source_of(s.image)) or s.group) for s in samples], DICOM_GROUPING
+    found = {case for case in ids.values() if case}
+    if not found:
+        return samples, None, None
+    if len(found) == 1 and len(ids) > 1:
+        return samples, None, (f"all {len(ids)} DICOM files carry the same PatientID/StudyInstanceUID, so images "
+                               "are grouped by file only: if they are one patient's, every split mixes that patient "
+                               "(--group-by COL with a labels.csv column fixes the groups; --group-by none silences "
+                               "this)")
+    return [replace(s, group=ids.get(source_of(s.image)) or s.group) for s in samples], DICOM_GROUPING, None
 
 
 def _source_meta(image: Path) -> dict[str, str]:
