@@ -3,7 +3,8 @@ carriage returns."""
 
 import io
 
-from sonofm.progress import EpochLines, LogLinesBar, progress_bar, training_progress
+from sonofm.engine.epoch_lines import EpochLines, training_progress
+from sonofm.progress import LogLinesBar, progress_bar
 
 
 def test_a_bar_in_a_log_prints_a_line_per_tenth_and_no_carriage_return():
@@ -16,6 +17,12 @@ def test_a_bar_in_a_log_prints_a_line_per_tenth_and_no_carriage_return():
     lines = text.splitlines()
     assert len(lines) == 11 and lines[0].startswith("pack:   0%") and lines[-1].startswith("pack: 100%")
     assert "200/200" in lines[-1]
+
+
+def test_a_bar_without_a_total_prints_its_first_and_last_line():
+    log = io.StringIO()
+    assert list(LogLinesBar((number for number in range(5)), desc="scan", file=log)) == [0, 1, 2, 3, 4]
+    assert "\r" not in log.getvalue() and log.getvalue().splitlines()[-1].startswith("scan: 5")
 
 
 def test_pytest_output_is_not_a_terminal_so_logs_get_lines(capsys):

@@ -41,6 +41,14 @@ def launch_two_nodes(argv: list[str], cwd: Path) -> list[subprocess.CompletedPro
     return results
 
 
+def sonofm_tracebacks(stderr: str) -> list[str]:
+    """Traceback headers printed by the launched sonofm processes. The torchrun agents' own log lines carry a
+    ``E1204 12:00:00.000 PID file:line]`` prefix; those of the exit barrier are left out: when the agent hosting the
+    store (node 0) exits first, node 1's agent logs a network error after every worker has finished with exit 0 (a
+    race inside torch's elastic agent, not in sonofm)."""
+    return [line for line in stderr.splitlines() if line.startswith("Traceback")]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["pretrain_mim", "finetune_cls"])
 def test_two_torchrun_nodes_make_one_finished_run(phantom_set, tmp_path, command):
@@ -53,7 +61,7 @@ def test_two_torchrun_nodes_make_one_finished_run(phantom_set, tmp_path, command
     results = launch_two_nodes([*argv, *TINY_VIT, "--out", str(out)], tmp_path)
     for node, result in enumerate(results):
         assert result.returncode == 0, (node, result.stderr[-4000:])
-        assert "Traceback" not in result.stderr, (node, result.stderr[-4000:])
+        assert not sonofm_tracebacks(result.stderr), (node, result.stderr[-4000:])
     assert [path.name for path in tmp_path.iterdir()] == ["out"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics, metrics

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from sonofm.data.sampling import SeededEpochSampler
 from sonofm.engine.distributed import is_rank_zero
+from sonofm.engine.epoch_lines import training_progress
 from sonofm.engine.epoch_log import EpochCsvLog
 from sonofm.engine.module import SeededTrainingModule
 from sonofm.engine.optim import write_param_groups
@@ -27,7 +28,6 @@ from sonofm.engine.precision import resolve_precision
 from sonofm.engine.ranks_agree import RanksAgree
 from sonofm.engine.sync_batchnorm import GlobalBatchNormSync
 from sonofm.errors import SonofmError
-from sonofm.progress import training_progress
 from sonofm.report.figures import plot_training_curves
 from sonofm.runs.run_folder import RunFolder, checkpoint_entry
 

@@ -265,11 +265,14 @@ def test_samus_list_layout_trains_through_the_cli(phantom, tiny_sam, tmp_path):
 
 
 def assert_scores_in_range(scores: dict[str, float], image_side: int) -> None:
-    """Every score is a finite number; HD95 (pixels) lies within the image diagonal, every other score in [0, 1]."""
+    """Every score is a finite number; HD95 (pixels) lies within the image diagonal, USFM's row-wise "Hausdorff"
+    (L1 between mask rows) within the image width, every other score in [0, 1]."""
     for key, value in scores.items():
         assert isinstance(value, (int, float)) and math.isfinite(value), (key, value)
         if "/hd95" in key and not key.endswith("hd95_undefined"):
             assert 0 <= value <= image_side * math.sqrt(2), (key, value)
+        elif "/usfm_hausdorff" in key:
+            assert 0 <= value <= image_side, (key, value)
         else:
             assert 0 <= value <= 1, (key, value)
 
