@@ -1,7 +1,7 @@
 """The Python API: ``sonofm.load(path)`` and a loaded model's ``predict`` and ``embed``.
 
     import sonofm
-    model = sonofm.load("runs/busi_cls")             # a run folder, or a lone model.safetensors of a run
+    model = sonofm.load("runs/busi_cls")             # a run folder, an exported model folder or a model.safetensors
     model.predict(["a.png", "b.png"])                # classifier: [{"benign": 0.91, ...}, ...]
     model.embed(["a.png", "b.png"])                  # float32 (2, D): mean of the backbone's patch tokens
 
@@ -26,22 +26,17 @@ from sonofm.data.image_io import read_image
 from sonofm.data.transforms import ClassificationTransform
 from sonofm.engine.precision import autocast_for, inference_device
 from sonofm.errors import SonofmError
-from sonofm.runs.run_model import RunModel, load_model_file, load_run_model
+from sonofm.runs.model_source import load_model
+from sonofm.runs.run_model import RunModel
 from sonofm.tasks.enhance.module import unit_tensor
 
 ImageLike = str | Path | Image.Image | np.ndarray
 
 
 def load(path: str | Path) -> LoadedModel:
-    """The model of a finished run folder or of a lone ``model.safetensors`` written by a sonofm run."""
-    path = Path(path)
-    if path.is_file():
-        return LoadedModel(load_model_file(path))
-    if (path / "config.yaml").is_file():
-        return LoadedModel(load_run_model(path))
-    if (path / "model.safetensors").is_file():
-        return LoadedModel(load_model_file(path / "model.safetensors"))
-    raise SonofmError(f"{path} is neither a sonofm run folder nor a model.safetensors written by sonofm")
+    """The model of a finished run folder, of a folder written by ``sonofm export --format folder``, or of a lone
+    ``model.safetensors`` written by a sonofm run."""
+    return LoadedModel(load_model(path))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``sonofm evaluate`` and ``sonofm predict``: use a finished run."""
+"""``sonofm evaluate`` and ``sonofm predict``: use a finished run (predict: or an exported model)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(handler=run_evaluate)
 
-    predict = subparsers.add_parser("predict", help="predict image files with a finished run or an ONNX export")
+    predict = subparsers.add_parser("predict", help="predict image files with a finished run, an exported model "
+                                                    "folder or an ONNX export")
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="finished run folder")
+    source.add_argument("--model", help="model folder written by `sonofm export --format folder`, or a "
+                                        "model.safetensors written by a run")
     source.add_argument("--onnx", help="ONNX file written by `sonofm export` (run with onnxruntime on the CPU)")
     predict.add_argument("--input", required=True, help="an image file or a folder (searched recursively)")
     predict.add_argument("--out", required=True, help="output folder (predictions.csv)")
     predict.add_argument("--batch-size", type=int, default=32)
     predict.add_argument("--precision", default="auto", choices=["auto", "bf16", "32"],
-                         help="--run only: auto = bf16 autocast where the hardware is fast (ONNX runs in float32)")
+                         help="--run, --model: auto = bf16 autocast where the hardware is fast (ONNX runs in float32)")
     predict.add_argument("--no-progress", action="store_true")
     predict.set_defaults(handler=run_predict)
 
@@ -44,10 +47,10 @@ def print_metrics(metrics: dict[str, float], path) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from sonofm.inference.predict import predict_onnx, predict_run
+    from sonofm.inference.predict import predict_model, predict_onnx, predict_run
 
-    predict = predict_run if args.run else predict_onnx
-    path = predict(args.run or args.onnx, args.input, args.out, args.batch_size, progress=not args.no_progress,
-                   precision=args.precision)
+    predict = predict_run if args.run else predict_model if args.model else predict_onnx
+    path = predict(args.run or args.model or args.onnx, args.input, args.out, args.batch_size,
+                   progress=not args.no_progress, precision=args.precision)
     print(f"predictions written to {path}")
     return 0

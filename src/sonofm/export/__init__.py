@@ -1,1 +1,2 @@
-"""Deployable exports of finished runs (ONNX, TorchScript) and an onnxruntime backend for ``sonofm predict``."""
+"""Deployable exports of finished runs (ONNX, TorchScript), an onnxruntime backend for ``sonofm predict``, and
+shareable model folders with a model card."""

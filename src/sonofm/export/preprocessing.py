@@ -9,6 +9,9 @@ from torch import Tensor, nn
 from sonofm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from sonofm.runs.run_model import RunModel
 
+NORMALISED_INPUT = "RGB scaled to [0, 1], resized bicubic (antialiased) to img_size x img_size, then (x - mean) / std"
+ENHANCER_INPUT = "RGB scaled to [0, 1], resized bicubic to img_size x img_size (the model applies mean and std itself)"
+
 
 class InferenceWrapper(nn.Module):
     """The run's eval-mode forward: images ``(B, 3, S, S)`` normalised -> logits ``(B, K)`` (cls), class scores
@@ -32,7 +35,7 @@ def preprocessing_of(loaded: RunModel) -> dict[str, Any]:
         "img_size": loaded.img_size,
         "mean": list(IMAGENET_MEAN),
         "std": list(IMAGENET_STD),
-        "input": "RGB scaled to [0, 1], resized bicubic (antialiased) to img_size x img_size, then (x - mean) / std",
+        "input": ENHANCER_INPUT if loaded.task == "enhance" else NORMALISED_INPUT,
         "classes": list(loaded.classes),
         "model": loaded.metadata.get("model"),
     }

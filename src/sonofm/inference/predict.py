@@ -1,4 +1,5 @@
-"""``sonofm predict``: class probabilities (classification runs) or masks (segmentation runs) for image files.
+"""``sonofm predict``: class probabilities (classification), masks (segmentation) or restored images (enhancement)
+for image files, from a run, an exported model folder or model file, or an ONNX export.
 
 The writers take a ``forward`` callable (normalised images ``(B, 3, S, S)`` -> logits ``(B, K)`` or class scores
 ``(B, K, S, S)``), so the PyTorch run and an exported ONNX file share them.
@@ -25,7 +26,8 @@ from sonofm.engine.precision import autocast_for, inference_device
 from sonofm.errors import SonofmError
 from sonofm.progress import progress_bar
 from sonofm.report.overlay import overlay_mask
-from sonofm.runs.run_model import load_run_model
+from sonofm.runs.model_source import load_model
+from sonofm.runs.run_model import RunModel, load_run_model
 
 Forward = Callable[[Tensor], Tensor]
 
@@ -36,7 +38,19 @@ def predict_run(run_path: str | Path, input_path: str | Path, out_dir: str | Pat
 
     The model runs on the GPU when there is one, under bf16 autocast where ``precision`` resolves to it.
     """
-    loaded = load_run_model(run_path)
+    return predict_loaded(load_run_model(run_path), input_path, out_dir, batch_size, progress, precision)
+
+
+def predict_model(model_path: str | Path, input_path: str | Path, out_dir: str | Path, batch_size: int = 32,
+                  progress: bool = True, precision: str = "auto") -> Path:
+    """As :func:`predict_run`, with a model folder written by ``sonofm export --format folder`` or a lone
+    ``model.safetensors`` (a run folder works too)."""
+    return predict_loaded(load_model(model_path), input_path, out_dir, batch_size, progress, precision)
+
+
+def predict_loaded(loaded: RunModel, input_path: str | Path, out_dir: str | Path, batch_size: int, progress: bool,
+                   precision: str) -> Path:
+    """Predict every image of ``input_path`` with a loaded model, on the GPU when there is one."""
     device = inference_device()
     model = loaded.model.to(device)
     call = model.predict if loaded.task == "seg" else model

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from sonofm.errors import SonofmError
+from sonofm.errors import SonofmError, first_line
 from sonofm.models import create_backbone
 from sonofm.models.classifier import ImageClassifier
 from sonofm.models.enhancer import ImageEnhancer
@@ -50,8 +50,13 @@ def load_model_file(model_file: str | Path) -> RunModel:
     """Rebuild the model of a ``model.safetensors`` written by a sonofm run from its metadata alone (no run folder
     needed); task ``cls``, ``seg`` or ``enhance``."""
     model_file = Path(model_file)
-    metadata = read_model_metadata(model_file)
-    _require_entries(metadata, model_file, {"task": str})
+    return build_run_model(read_model_metadata(model_file), model_file, f"model file {model_file}")
+
+
+def build_run_model(metadata: dict[str, Any], model_file: Path, source: str) -> RunModel:
+    """The model that ``metadata`` (a model file's, or an exported folder's ``config.json``) describes, with the
+    weights of ``model_file`` (strict: every key must match); ``source`` names the description in errors."""
+    _require_entries(metadata, source, {"task": str})
     task = metadata["task"]
     if task == "sam":
         raise SonofmError(f"{model_file} holds a 'sam' model (an A-SAM run): measure it with `sonofm sam evaluate`, "
@@ -59,7 +64,7 @@ def load_model_file(model_file: str | Path) -> RunModel:
     if task not in ("cls", "seg", "enhance"):
         raise SonofmError(f"{model_file} holds a {task!r} model; this command supports classification, "
                           "segmentation and enhancement runs")
-    _require_entries(metadata, model_file, TASK_ENTRIES | (SEG_ENTRIES if task == "seg" else {}), OPTIONAL_ENTRIES)
+    _require_entries(metadata, source, TASK_ENTRIES | (SEG_ENTRIES if task == "seg" else {}), OPTIONAL_ENTRIES)
     backbone = create_backbone(metadata["model"], img_size=int(metadata["img_size"]), **metadata.get("model_args", {}))
     num_classes = len(metadata["classes"])
     if task == "cls":
@@ -70,7 +75,11 @@ def load_model_file(model_file: str | Path) -> RunModel:
     else:
         model = Segmenter(backbone, num_classes, head=metadata["head"], ignore_index=int(metadata["ignore_index"]),
                           aux_weight=float(metadata["aux_weight"]), **metadata.get("head_args", {}))
-    result = model.load_state_dict(load_model_state(model_file), strict=False)
+    try:
+        result = model.load_state_dict(load_model_state(model_file), strict=False)
+    except RuntimeError as error:  # shapes that differ (e.g. classes edited in the description) are not skipped
+        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), first_line(error))
+        raise SonofmError(f"{model_file} does not match the model {source} describes: {detail}") from None
     if result.missing_keys or result.unexpected_keys:
         raise SonofmError(
             f"{model_file} does not match model {metadata['model']}: missing {result.missing_keys[:3]}, "
@@ -79,16 +88,16 @@ def load_model_file(model_file: str | Path) -> RunModel:
     return RunModel(model.eval(), task, int(metadata["img_size"]), list(metadata["classes"]), metadata)
 
 
-def _require_entries(metadata: dict[str, Any], path: Path, required: dict[str, EntryType],
+def _require_entries(metadata: dict[str, Any], source: str, required: dict[str, EntryType],
                      optional: dict[str, EntryType] | None = None) -> None:
-    """SonofmError naming ``path`` and the key when a ``required`` entry is missing, or an entry present is not of
+    """SonofmError naming ``source`` and the key when a ``required`` entry is missing, or an entry present is not of
     its type (metadata written by another tool, or edited by hand)."""
     for key, kind in (required | (optional or {})).items():
         if key not in metadata:
             if key in required:
-                raise SonofmError(f"cannot read model file {path}: its metadata has no '{key}' entry "
+                raise SonofmError(f"cannot read {source}: its metadata has no '{key}' entry "
                                   "(it was not written by a sonofm fine-tuning run, or was edited)")
         elif not isinstance(metadata[key], kind) or isinstance(metadata[key], bool):
             expected = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
-            raise SonofmError(f"cannot read model file {path}: its metadata entry '{key}' is "
+            raise SonofmError(f"cannot read {source}: its metadata entry '{key}' is "
                               f"{json.dumps(metadata[key])[:40]}, expected {expected}")
