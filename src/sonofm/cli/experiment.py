@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sonofm.cli.options import add_output_flags, config_from_args
+from sonofm.cli.options import add_logger_flag, add_output_flags, config_from_args
 from sonofm.errors import SonofmError
 
 LABEL_EFFICIENCY_FLAGS = {
     "task": "task", "data": "data", "pretrain_data": "pretrain_data", "weights": "weights", "model": "model",
-    "img_size": "img_size", "fractions": "fractions", "seeds": "seeds", "split_seed": "split_seed",
+    "img_size": "img_size", "fractions": "fractions", "seeds": "seeds", "split_seed": "split_seed", "logger": "loggers",
 }
 
 
@@ -40,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     study.add_argument("--fractions", type=_fractions, help="label fractions (default 0.1,0.25,1.0)")
     study.add_argument("--seeds", type=int, help="seeds per fraction and init (default 3)")
     study.add_argument("--split-seed", type=int, help="seed of the one train/val/test split (default 0)")
+    add_logger_flag(study)
     add_output_flags(study, "experiment", "--set pretrain.epochs=10 --set cls.epochs=15 --set seg.head=linear")
     study.set_defaults(handler=run_label_efficiency_command)
 

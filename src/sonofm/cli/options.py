@@ -15,12 +15,13 @@ T = TypeVar("T")
 # The hardware flags every training command shares; flag name -> config key.
 HARDWARE_FLAGS = {
     "precision": "precision", "num_workers": "num_workers", "accelerator": "accelerator", "devices": "devices",
-    "strategy": "strategy", "num_nodes": "num_nodes",
+    "strategy": "strategy", "num_nodes": "num_nodes", "logger": "loggers",
 }
 
 
 def add_hardware_flags(parser: argparse.ArgumentParser) -> None:
-    """``--precision``, ``--num-workers``, ``--accelerator``, ``--devices``, ``--strategy``, ``--num-nodes``."""
+    """``--precision``, ``--num-workers``, ``--accelerator``, ``--devices``, ``--strategy``, ``--num-nodes`` and
+    ``--logger``."""
     parser.add_argument("--precision", choices=["auto", "bf16", "32"], help="auto: bf16 autocast where the hardware is fast")
     parser.add_argument("--num-workers", type=int, help="data-loading worker processes per device (default: the machine's cores shared among the "
                         "devices, less one each, at most 8)")
@@ -28,6 +29,19 @@ def add_hardware_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", help="devices per machine (default 1)")
     parser.add_argument("--strategy", help="Lightning strategy: auto (default), ddp, fsdp, ...")
     parser.add_argument("--num-nodes", type=int, help="machines for multi-node training (default 1)")
+    add_logger_flag(parser)
+
+
+def add_logger_flag(parser: argparse.ArgumentParser) -> None:
+    """``--logger NAME[,NAME]``, repeatable: the names gather into one list (config key ``loggers``)."""
+    parser.add_argument("--logger", action="extend", type=_names, metavar="NAME[,NAME]",
+                        help="experiment loggers beside log.csv, writing under OUT/logs: csv, tensorboard, wandb "
+                        "(offline unless WANDB_MODE or WANDB_API_KEY is set) or mlflow (a local store unless "
+                        "MLFLOW_TRACKING_URI is set); comma-separated or repeated")
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def add_output_flags(parser: argparse.ArgumentParser, what: str, example: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from sonofm.engine.loggers import logger_checks
 from sonofm.engine.optim import OPTIMIZERS, OptimConfig
 from sonofm.engine.precision import PRECISIONS
 from sonofm.errors import raise_first_failure
@@ -21,7 +22,8 @@ PRETRAINED_LAYER_DECAY = 0.65
 class HardwareConfig:
     """Precision (``auto``: bf16 autocast where fast), data-loading workers, Lightning's accelerator, devices,
     strategy and nodes, whether BatchNorm layers share their batch statistics over the processes of a distributed
-    run (``sync_batchnorm``), and whether to show progress bars."""
+    run (``sync_batchnorm``), whether to show progress bars, and the experiment loggers beside ``log.csv``
+    (``loggers``: csv, tensorboard, wandb, mlflow; see :mod:`sonofm.engine.loggers`)."""
 
     precision: str = "auto"
     num_workers: int | None = None  # None: from the cores (sonofm.data.workers.data_workers)
@@ -31,6 +33,7 @@ class HardwareConfig:
     num_nodes: int = 1
     sync_batchnorm: bool = True
     progress: bool = True
+    loggers: list[str] = field(default_factory=list)
     shards_models: ClassVar[bool] = False  # whether the command exports from FSDP shards (--strategy fsdp)
 
     def checks(self) -> list[tuple[bool, str]]:
@@ -44,7 +47,8 @@ class HardwareConfig:
                  f"on one device, use --strategy ddp"),
                 (not self.strategy.startswith("fsdp") or _cuda_usable(self.accelerator),
                  f"--strategy {self.strategy} shards the model over CUDA GPUs and none is usable here "
-                 f"(accelerator={self.accelerator}); use --strategy ddp on CPUs")]
+                 f"(accelerator={self.accelerator}); use --strategy ddp on CPUs"),
+                *logger_checks(self.loggers)]
 
     def validate(self) -> None:
         """Raise SonofmError for the first value outside its range."""

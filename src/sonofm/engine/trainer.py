@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
@@ -22,6 +23,7 @@ from sonofm.data.sampling import SeededEpochSampler
 from sonofm.engine.distributed import is_rank_zero
 from sonofm.engine.epoch_lines import training_progress
 from sonofm.engine.epoch_log import EpochCsvLog
+from sonofm.engine.loggers import detach_loggers, run_loggers
 from sonofm.engine.module import SeededTrainingModule
 from sonofm.engine.optim import write_param_groups
 from sonofm.engine.precision import resolve_precision
@@ -36,8 +38,9 @@ Echo = Callable[[str], None]
 PARAM_GROUPS = "param_groups.csv"
 
 
-def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
-    """A Trainer from a run config without logger banners: checkpoints and the CSV log come from ``callbacks``.
+def make_trainer(config: Any, callbacks: list[L.Callback], loggers: list[Logger] | None = None) -> L.Trainer:
+    """A Trainer from a run config without logger banners: checkpoints and the CSV log come from ``callbacks``,
+    experiment loggers (TensorBoard, ...) from ``loggers`` (:func:`~sonofm.engine.loggers.run_loggers`).
 
     ``config`` carries ``epochs``, ``accelerator``, ``devices``, ``strategy``, ``num_nodes``, ``precision``,
     ``accumulate``, ``optim.grad_clip``, ``sync_batchnorm`` and ``progress``; a ``max_steps`` attribute
@@ -66,7 +69,7 @@ def make_trainer(config: Any, callbacks: list[L.Callback]) -> L.Trainer:
             accelerator=config.accelerator, devices=devices, strategy=config.strategy, num_nodes=config.num_nodes,
             precision=resolve_precision(config.precision, config.accelerator),
             accumulate_grad_batches=config.accumulate, gradient_clip_val=config.optim.grad_clip or None,
-            callbacks=callbacks, plugins=plugins, logger=False, enable_progress_bar=config.progress,
+            callbacks=callbacks, plugins=plugins, logger=loggers or False, enable_progress_bar=config.progress,
             enable_model_summary=False,
             num_sanity_val_steps=0, log_every_n_steps=1,
             # Training loaders share out their epochs themselves (SeededEpochSampler: exact resume on any number of
@@ -117,7 +120,7 @@ def fit_selecting_best(config: Any, run: RunFolder, module: L.LightningModule, l
         dirpath=run.checkpoints, filename="best", save_last=True, enable_version_counter=False,
         monitor=monitor if has_val else None, mode="max",
     )
-    trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])
+    trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])], run_loggers(config, run))
     fit_resuming(trainer, module, run, loaders["train"], loaders.get("val"))
     best = run.checkpoints / "best.ckpt"
     return trainer, str(best) if has_val and best.is_file() else None
@@ -125,7 +128,8 @@ def fit_selecting_best(config: Any, run: RunFolder, module: L.LightningModule, l
 
 def fit_resuming(trainer: L.Trainer, module: L.LightningModule, run: RunFolder, train: DataLoader,
                  val: DataLoader | None = None) -> None:
-    """``trainer.fit``, resuming from the run's ``last.ckpt`` when there is one.
+    """``trainer.fit``, resuming from the run's ``last.ckpt`` when there is one; then the experiment loggers are
+    detached (they record training only).
 
     A :class:`SeededEpochSampler` is first set to the epoch the checkpoint resumes at: Lightning creates the resumed
     epoch's loader iterator before it calls ``set_epoch``, and loader workers draw their first keys at once, so
@@ -135,6 +139,7 @@ def fit_resuming(trainer: L.Trainer, module: L.LightningModule, run: RunFolder, 
     if last is not None and isinstance(train.sampler, SeededEpochSampler):
         train.sampler.set_epoch(resumed_epoch(last))
     trainer.fit(module, train, val, ckpt_path=str(last) if last is not None else None)
+    detach_loggers(trainer)
 
 
 def resumed_epoch(checkpoint: Path) -> int:

@@ -6,6 +6,7 @@ Layout::
     RUN/split.csv            the exact samples of every split (name,split,group,label)
     RUN/log.csv              one row per epoch
     RUN/checkpoints/last.ckpt, best.ckpt   resumable Lightning checkpoints
+    RUN/logs/                experiment loggers' files (``--logger``: tensorboard/, csv/, wandb/, mlflow/)
     RUN/model.safetensors    the final model (weights + metadata)
     RUN/metrics.json         flat ``split/metric`` keys; its presence marks the run finished
     RUN/*.png                figures
@@ -28,7 +29,7 @@ from sonofm.runs.config import config_to_dict
 
 # Keys that may change between the first start and a resume without changing what is being trained.
 RESUMABLE_KEYS = frozenset({"num_workers", "devices", "accelerator", "strategy", "num_nodes", "sync_batchnorm",
-                            "progress"})
+                            "progress", "loggers"})
 CHECKPOINT_NAMES = ("last.ckpt", "best.ckpt")
 START_OVER = "pass --overwrite to start the run over"
 """Checkpoints a resumed run reads back: Lightning resumes from ``last``, the final model comes from ``best``."""

@@ -45,8 +45,9 @@ def _pretrain_defaults() -> MimPretrainConfig:
 
 @dataclass
 class LabelEfficiencyConfig:
-    """The experiment (saved as its ``config.yaml``). ``model``, ``model_args`` and ``img_size`` apply to pretraining
-    and every fine-tuning run; ``pretrain``, ``cls`` and ``seg`` hold the rest of each step's settings (``--set cls.epochs=20``).
+    """The experiment (saved as its ``config.yaml``). ``model``, ``model_args``, ``img_size``, ``progress`` and
+    ``loggers`` apply to pretraining and every fine-tuning run; ``pretrain``, ``cls`` and ``seg`` hold the rest of each
+    step's settings (``--set cls.epochs=20``).
     """
 
     task: str = "cls"
@@ -60,6 +61,7 @@ class LabelEfficiencyConfig:
     seeds: int = 3
     split_seed: int = 0
     progress: bool = True
+    loggers: list[str] = field(default_factory=list)
     pretrain: MimPretrainConfig = field(default_factory=_pretrain_defaults)
     cls: ClsFinetuneConfig = field(default_factory=lambda: ClsFinetuneConfig(epochs=20, batch_size=32))
     seg: SegFinetuneConfig = field(default_factory=lambda: SegFinetuneConfig(epochs=20, batch_size=16))
@@ -86,7 +88,8 @@ class LabelEfficiencyConfig:
     def pretrain_config(self) -> MimPretrainConfig:
         """The config of the pretraining run (on ``pretrain_data``)."""
         return dataclasses.replace(self.pretrain, data=list(self.pretrain_data), model=self.model,
-                                   model_args=dict(self.model_args), img_size=self.img_size, progress=self.progress)
+                                   model_args=dict(self.model_args), img_size=self.img_size, progress=self.progress,
+                                   loggers=list(self.loggers))
 
     def finetune_config(self, init: str, fraction: float, seed: int, weights: str | None) -> FinetuneConfig:
         """The fine-tuning config of one run."""
@@ -94,7 +97,7 @@ class LabelEfficiencyConfig:
         return dataclasses.replace(
             base, data=self.data, model=self.model, model_args=dict(self.model_args), img_size=self.img_size,
             train_fraction=fraction, seed=seed, split_seed=self.split_seed,
-            weights=weights if init == "pretrained" else None, progress=self.progress,
+            weights=weights if init == "pretrained" else None, progress=self.progress, loggers=list(self.loggers),
         )
 
 

@@ -17,6 +17,7 @@ from sonofm.engine.config import PretrainingConfig
 from sonofm.engine.data import make_loader, processes_on_this_machine
 from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.engine.epoch_log import EpochCsvLog
+from sonofm.engine.loggers import run_loggers
 from sonofm.engine.trainer import Echo, fit_resuming, make_trainer
 from sonofm.errors import SonofmError
 from sonofm.methods.aclus.dataset import AclusDataset
@@ -76,7 +77,7 @@ def pretrain_aclus(config: AclusPretrainConfig, out: str | Path, overwrite: bool
     loader = make_loader(dataset, config, train=True, sources=sources, source_weights=weights)
     checkpoint = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0, enable_version_counter=False,
                                  every_n_train_steps=config.checkpoint_every or None)
-    trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])])
+    trainer = make_trainer(config, [checkpoint, EpochCsvLog(run.log), *(callbacks or [])], run_loggers(config, run))
     fit_resuming(trainer, module, run, loader)
     if not trainer.is_global_zero:
         return {}

@@ -18,6 +18,7 @@ from sonofm.engine.config import PretrainingConfig
 from sonofm.engine.data import make_loader
 from sonofm.engine.distributed import attach_run, rank_zero_first
 from sonofm.engine.epoch_log import EpochCsvLog
+from sonofm.engine.loggers import run_loggers
 from sonofm.engine.module import MidEpochResume
 from sonofm.engine.optim import OptimConfig
 from sonofm.engine.trainer import Echo, fit_resuming, make_trainer, trained_model
@@ -104,7 +105,8 @@ def pretrain_mim(config: MimPretrainConfig, out: str | Path, overwrite: bool = F
     checkpoint = ModelCheckpoint(dirpath=run.checkpoints, save_last=True, save_top_k=0, enable_version_counter=False,
                                  every_n_train_steps=config.checkpoint_every or None)
     trainer = make_trainer(config, [checkpoint, figures, EpochCsvLog(run.log),
-                                    MidEpochResume(loader.sampler, config.batch_size), *(callbacks or [])])
+                                    MidEpochResume(loader.sampler, config.batch_size), *(callbacks or [])],
+                           run_loggers(config, run))
     fit_resuming(trainer, module, run, loader)
     trained = trained_model(trainer, model, lambda: build_mim_model(config))
     if trained is None:  # not rank 0
