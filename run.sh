@@ -18,10 +18,11 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 stamp="$venv/.sonofm-installed"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "installing sonofm and its pinned dependencies into $venv (first run: several minutes) ..." >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+  echo "installing sonofm with every extra but the GPL one, at the pins of constraints.txt, into $venv" \
+    "(first run: several minutes) ..." >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all,test]'
   echo "$want" > "$stamp"
 fi
 

@@ -6,9 +6,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sonofm"
 LOWER_FLOORS = ("data", "models", "methods", "sam", "metrics", "runs", "report", "export", "engine")
 TRAINING_LAYERS = ("engine", "tasks", "workflows", "inference")
-TOP_LEVEL = ("errors", "atomic", "progress")
-# What each package may import from sonofm, besides itself and the top-level helpers (errors, atomic writes,
-# progress bars).
+TOP_LEVEL = ("errors", "extras", "atomic", "progress")
+# What each package may import from sonofm, besides itself and the top-level helpers (errors, optional extras,
+# atomic writes, progress bars).
 ALLOWED = {
     "data": set(),
     "metrics": {"data"},

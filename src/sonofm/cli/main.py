@@ -8,7 +8,8 @@ DICOM. The warnings of the image and DICOM readers (Pillow, pydicom) about damag
 of file reached before delimiter") are silenced: a file they cannot decode is reported by sonofm itself in one line
 naming it, so ``data check`` prints one line per problem and nothing else. Ctrl-C (SIGINT) ends a command with one
 line and exit code 130, also when Lightning has caught it first (it shuts training down and calls ``sys.exit(1)``);
-the run folder keeps its last checkpoint, so rerunning resumes.
+the run folder keeps its last checkpoint, so rerunning resumes. A command whose optional library is not installed
+(``sonofm sam`` without segment-anything) ends with one line naming the extra to install.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sonofm import __version__
 from sonofm.cli.inputs import add_frame_flags, apply_frame_flags
 from sonofm.cli.options import ConfigPrinted
 from sonofm.errors import SonofmError
+from sonofm.extras import as_missing_extra
 
 DECODER_MODULES = r"(PIL|pydicom)(\.|$)"  # libraries whose UserWarnings describe a damaged input file
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     with _watching_ctrl_c() as interrupted, _quiet_decoders(), _printing_on_rank_zero_only():
         try:
             apply_frame_flags(args)
-            code = int(args.handler(args) or 0)
+            code = _run_handler(args)
         except SonofmError as error:
             print(f"sonofm: error: {_own_message(error)}", file=sys.stderr)
             code = 2
@@ -74,10 +76,22 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
 
+def _run_handler(args: argparse.Namespace) -> int:
+    """The command's exit code; an optional library missing from the install becomes a SonofmError naming its
+    extra (``sonofm sam needs the `sam` extra: pip install 'sonofm[sam]'``)."""
+    try:
+        return int(args.handler(args) or 0)
+    except ModuleNotFoundError as error:
+        missing = as_missing_extra(error, f"sonofm {args.command}")
+        if missing is None:
+            raise
+        raise missing from None
+
+
 def _own_message(error: SonofmError) -> str:
     """The error's own text; one raised in a loader worker process arrives with the worker's traceback before it."""
     text = str(error)
-    return text.rpartition("SonofmError: ")[2].strip() if "Original Traceback" in text else text
+    return text.rpartition(f"{type(error).__name__}: ")[2].strip() if "Original Traceback" in text else text
 
 
 def _leave_together() -> None:

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from sonofm.errors import SonofmError, first_line
+from sonofm.extras import require_extra
 
 CINE_EXTENSIONS = (".mp4", ".avi", ".gif")
 """File extensions (lower case) read as cine loops."""
@@ -47,7 +48,7 @@ _lock = threading.Lock()  # validation decodes from several threads
 def _read_index(path: Path) -> ClipIndex:
     """The packet index of ``path``'s first video stream, read without decoding; SonofmError naming the file on any
     failure."""
-    import av
+    av = require_extra("av", f"cine input ({path})")
 
     if not path.is_file():
         raise SonofmError(f"cannot read cine {path}: file not found")
@@ -97,7 +98,7 @@ def _decoded_frames(container, stream) -> Iterator:
 
 def _decode_frame(path: Path, index: ClipIndex, frame: int) -> np.ndarray:
     """Frame ``frame`` of ``path``: seek to its keyframe, decode forward to its presentation time."""
-    import av
+    av = require_extra("av", f"cine input ({path})")
 
     target = index.stamps[frame]
     try:

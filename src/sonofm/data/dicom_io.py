@@ -15,12 +15,16 @@ import numpy as np
 from PIL import Image
 
 from sonofm.errors import SonofmError, first_line
+from sonofm.extras import MissingExtra, require_extra
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 """File extensions (lower case) read as DICOM."""
 
 _CM_UNITS = 3  # SequenceOfUltrasoundRegions PhysicalUnitsXDirection code for centimetres
 
+
+NO_DECODER = "plugins are missing dependencies"
+"""What pydicom says when none of its pixel decoders for a transfer syntax is installed."""
 
 CACHE_FILES = 4
 """Parsed DICOM files (with pixel data) kept per process, so reading frame after frame parses a file once."""
@@ -47,7 +51,7 @@ class _Unreadable(Exception):
 
 @lru_cache(maxsize=CACHE_FILES)
 def _open_cached(name: str, mtime_ns: int, size: int, pixels: bool):
-    import pydicom
+    pydicom = require_extra("pydicom", f"DICOM input ({name})")
     from pydicom.errors import InvalidDicomError
 
     try:
@@ -138,10 +142,20 @@ def read_dicom_frame(path: str | Path, index: int = 0) -> np.ndarray:
     except SonofmError:
         raise
     except Exception as error:
-        raise SonofmError(f"cannot read DICOM {path}: cannot decode pixel data ({first_line(error)})") from None
+        raise SonofmError(f"cannot read DICOM {path}: {_decode_failure(error, dataset)}") from None
     if photometric == "MONOCHROME1":
         gray = 255 - gray
     return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _decode_failure(error: Exception, dataset) -> str:
+    """Why pydicom could not decode the pixel data; when no installed decoder handles its transfer syntax (JPEG
+    Lossless, 12-bit JPEG, JPEG-LS: pylibjpeg-libjpeg), the extra that adds one."""
+    if NO_DECODER not in str(error):
+        return f"cannot decode pixel data ({first_line(error)})"
+    syntax = getattr(getattr(dataset.get("file_meta"), "TransferSyntaxUID", None), "name", "its transfer syntax")
+    return (f"no decoder installed for {syntax} pixel data (Pillow decodes JPEG Baseline); the GPL-3 `jpeg-gpl` "
+            "extra adds JPEG Lossless, 12-bit JPEG and JPEG-LS: pip install 'sonofm[jpeg-gpl]'")
 
 
 def _to_uint8_gray(values: np.ndarray, dataset, windowed: bool) -> np.ndarray:
@@ -181,6 +195,8 @@ def dicom_case_id(path: str | Path) -> str | None:
     try:
         dataset = _open(Path(path), pixels=False)
         value = str(dataset.get("PatientID", "") or dataset.get("StudyInstanceUID", "") or "").strip()
+    except MissingExtra:
+        raise
     except (SonofmError, Exception):  # a damaged value raises when pydicom converts it; validation names the file
         return None
     return f"dicom-{hashlib.blake2b(value.encode(), digest_size=8).hexdigest()}" if value else None

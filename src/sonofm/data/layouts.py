@@ -46,6 +46,7 @@ from sonofm.data.grouping import (
 from sonofm.data.image_io import IMAGE_EXTENSIONS, is_image_file, read_mask, unique_ids
 from sonofm.data.records import DatasetIndex, Sample
 from sonofm.errors import SonofmError
+from sonofm.extras import MissingExtra
 
 SPLIT_FOLDERS = {
     "train": ("train", "training_set", "trainning_set"),
@@ -169,6 +170,8 @@ def expand_sources(files: list[Path]) -> list[Path]:
     for file in files:
         try:
             expanded += expand_source(file)
+        except MissingExtra:
+            raise
         except SonofmError:
             expanded.append(file)  # read_image names the problem when the sample is read or validated
     return expanded

@@ -24,6 +24,7 @@ from sonofm.data.packed import PackedImages, read_image_at
 from sonofm.data.sampling import ItemKey, item_generator
 from sonofm.data.transforms import ClassificationTransform
 from sonofm.errors import SonofmError
+from sonofm.extras import MissingExtra
 from sonofm.progress import progress_bar
 
 HASH_CHUNK = 1 << 20  # bytes read at a time when hashing a file
@@ -92,6 +93,8 @@ def _expanded(files: list[Path], pool: ImagePool) -> Iterator[Path]:
     for file in files:
         try:
             yield from expand_source(file)
+        except MissingExtra:
+            raise
         except SonofmError as error:
             pool.skipped.append((file, str(error)))
 

@@ -18,6 +18,7 @@ from sonofm.data.packed import PackedImages, is_packed_folder
 from sonofm.data.workers import data_workers
 from sonofm.engine.precision import autocast_for, inference_device
 from sonofm.errors import SonofmError
+from sonofm.extras import require_extra
 from sonofm.inference.embedding_parts import PART_IMAGES, EmbeddingParts, describe_job
 from sonofm.models import create_backbone
 from sonofm.models.state_dict_file import read_weights_file
@@ -92,6 +93,8 @@ def embed(input_path: str | Path, out: str | Path, weights: str | Path | None = 
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
         raise SonofmError(f"--out {out}: the file name must end in {' or '.join(FORMATS)}")
+    if out.suffix.lower() == ".parquet":  # checked before any image is embedded
+        require_extra("pyarrow", f"--out {out.name}")
     if (weights is None) == (run is None):
         raise SonofmError("pass exactly one of --weights and --run")
     if run is not None:
