@@ -1,4 +1,5 @@
-"""`sonofm models`: the backbone registry, one name per line (the README's names among them); stray arguments exit 2."""
+"""`sonofm models`: the backbone registry, one name per line (the README's names among them), then a paragraph on
+timm passthrough backbones; stray arguments exit 2."""
 
 import pytest
 
@@ -11,9 +12,11 @@ DOCUMENTED = {"usfm_vit_base_patch16", "usfm_vit_small_patch16", "usfm_vit_tiny_
 
 def test_models_lists_every_registered_backbone_once(capsys):
     assert main(["models"]) == 0
-    listed = capsys.readouterr().out.splitlines()
+    listed, _, paragraph = capsys.readouterr().out.partition("\n\n")
+    listed = listed.splitlines()
     assert listed == sorted(set(listed)) == list_backbones()
     assert DOCUMENTED <= set(listed)
+    assert "--model timm/<name>" in paragraph and "timm/convnext_tiny" in paragraph and "--weights" in paragraph
 
 
 def test_models_refuses_stray_arguments(capsys):

@@ -26,7 +26,8 @@ def test_registered_names():
 def test_unknown_name_lists_the_available_ones():
     with pytest.raises(SonofmError) as error:
         create_backbone("usfm_vit_huge")
-    assert str(error.value) == f"unknown backbone 'usfm_vit_huge'; available: {', '.join(ALL_BACKBONES)}"
+    assert str(error.value) == (f"unknown backbone 'usfm_vit_huge'; available: {', '.join(ALL_BACKBONES)}, "
+                                "or timm/<name> for any timm model")
 
 
 def test_a_name_cannot_be_registered_twice():

@@ -95,5 +95,5 @@ def test_frozen_classifier_predicted_class_and_no_side_effects():
 def test_unsupported_backbone_is_a_clean_error():
     model = nn.Module()
     model.backbone = nn.Linear(2, 2)
-    with pytest.raises(SonofmError, match="Grad-CAM supports ResNet and ViT backbones, not Linear"):
+    with pytest.raises(SonofmError, match="Grad-CAM supports ResNet, ViT and timm backbones, not Linear"):
         grad_cam(model, torch.zeros(1, 3, 32, 32))

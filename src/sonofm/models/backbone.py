@@ -16,6 +16,12 @@ class Backbone(Protocol):
     ``last_stage_layer_id``, the lowest layer id of its last stage (what partial fine-tuning trains); without it the
     last stage is ``num_layer_ids - 1``. A backbone may set ``head_layer_id``, the id of modules built on top of it
     (a ViT: its top id, as BEiT and USFM); without it they sit at ``num_layer_ids``.
+
+    Optional, set by timm passthrough backbones (``timm/<name>``): ``last_block_prefix`` (the parameter-name prefix
+    ``--mode last_block`` trains), ``freeze_unread(forward)`` (stop gradients to what a head's forward path never
+    reads; models built on the backbone call it instead of freezing its final norm), ``segmentation_unsupported``
+    (why no segmentation head can read it), ``feature_map_layer()`` (the module and map layout Grad-CAM reads) and
+    ``fit_state_dict(state)`` (the weight loader's hook to fit a file to the model).
     """
 
     backbone_name: str

@@ -1,4 +1,5 @@
-"""Image classifier: any registered backbone + mean-pooled patch tokens + LayerNorm + linear head (USFM's recipe)."""
+"""Image classifier: any backbone (registered, or a timm passthrough) + mean-pooled patch tokens + LayerNorm + linear
+head (USFM's recipe)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,13 @@ class ImageClassifier(LayersAboveBackbone, nn.Module):
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         self.backbone = backbone
-        if isinstance(getattr(backbone, "norm", None), nn.Module):
-            # Pooled patch tokens go through ``fc_norm``; the backbone's final norm gets no gradient: keep it out of
-            # the optimiser (and of distributed training, which stops on parameters without gradients).
+        # Parameters the tokens do not depend on get no gradient: keep them out of the optimiser (and of distributed
+        # training, which stops on parameters without gradients). A timm passthrough backbone finds them itself (a
+        # head timm keeps; its tokens include its final norm); pooled patch tokens of the others go through
+        # ``fc_norm``, so their final norm is unread.
+        if hasattr(backbone, "freeze_unread"):
+            backbone.freeze_unread(backbone.forward_tokens)
+        elif isinstance(getattr(backbone, "norm", None), nn.Module):
             backbone.norm.requires_grad_(False)
         dim = backbone.embed_dim
         self.fc_norm = nn.LayerNorm(dim, eps=1e-6) if head == "usfm" else nn.Identity()

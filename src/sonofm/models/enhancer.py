@@ -23,7 +23,7 @@ class ImageEnhancer(LayersAboveBackbone, nn.Module):
 
     def __init__(self, backbone: nn.Module, refine_channels: int = 32) -> None:
         super().__init__()
-        if not hasattr(backbone, "forward_intermediates") or not hasattr(backbone, "embed_dim"):
+        if not all(hasattr(backbone, name) for name in ("forward_intermediates", "embed_dim", "depth", "norm")):
             name = getattr(backbone, "backbone_name", "") or type(backbone).__name__
             raise SonofmError(f"enhancement needs a ViT backbone with forward_intermediates, not '{name}'")
         self.backbone = backbone

@@ -1,6 +1,7 @@
 """Semantic segmenter: a registered backbone, a neck where the head needs one, a decode head and its loss.
 
-Which features each head reads (ViT blocks from ``vit_feature_indices``; ResNet levels from ``forward_pyramid``):
+Which features each head reads (ViT blocks from ``vit_feature_indices``; ResNet levels from ``forward_pyramid``; a
+timm passthrough backbone reads as a ResNet when its levels reach strides 4-32, as a ViT when they share one stride):
 
 - upernet: ViT 4 blocks through ``ViTPyramidNeck`` to strides 4, 8, 16, 32; ResNet C2..C5.
 - segvit: ViT 3 blocks through ``ViTPyramidNeck`` to strides 4, 8, 16 (as USFM's SegViT: stride-4 masks);
@@ -73,7 +74,9 @@ class Segmenter(LayersAboveBackbone, nn.Module):
         self.reads_pyramid = hasattr(backbone, "forward_pyramid")
         self.taps, in_channels, strides = self._choose_features(head)
         self.neck: ViTPyramidNeck | None = None
-        if not self.reads_pyramid:
+        if hasattr(backbone, "freeze_unread"):  # a timm passthrough finds what lies past the levels read itself
+            backbone.freeze_unread(self.backbone_features)
+        elif not self.reads_pyramid:
             # Heads read block outputs, so the final norm gets no gradient: keep it out of the optimiser (and DDP).
             backbone.norm.requires_grad_(False)
         if not self.reads_pyramid and VIT_FEATURES[head][1] is not None:
@@ -89,6 +92,9 @@ class Segmenter(LayersAboveBackbone, nn.Module):
 
     def _choose_features(self, head: str) -> tuple[list[int], list[int], list[int]]:
         """(block indices or pyramid levels to read, the head's input channels, their strides), or refuse."""
+        unsupported = getattr(self.backbone, "segmentation_unsupported", None)
+        if unsupported:
+            raise SonofmError(unsupported)
         if self.reads_pyramid:
             levels = list(RESNET_LEVELS[head])
             return levels, [self.backbone.pyramid_channels[i] for i in levels], [RESNET_STRIDES[i] for i in levels]
@@ -96,18 +102,24 @@ class Segmenter(LayersAboveBackbone, nn.Module):
         if not hasattr(self.backbone, "forward_intermediates"):
             raise SonofmError(f"backbone '{name}' offers neither forward_pyramid nor forward_intermediates")
         if head not in VIT_FEATURES:
-            raise SonofmError(f"head '{head}' needs a ResNet backbone (it decodes the C2..C5 pyramid), not '{name}'; "
+            raise SonofmError(f"head '{head}' needs a ResNet backbone or a timm model with levels at strides 4-32 (it "
+                              f"decodes the C2..C5 pyramid), not '{name}'; "
                               f"valid heads for it: {', '.join(VIT_FEATURES)}")
         count, neck_strides = VIT_FEATURES[head]
         blocks = vit_feature_indices(self.backbone.depth, count)
         return blocks, [self.backbone.embed_dim] * count, list(neck_strides or [VIT_STRIDE])
 
-    def features(self, images: Tensor) -> list[Tensor]:
-        """Images ``(B, 3, H, W)`` -> the head's input maps, fine to coarse."""
+    def backbone_features(self, images: Tensor) -> list[Tensor]:
+        """Images ``(B, 3, H, W)`` -> the backbone maps the head reads (pyramid levels or block outputs), fine to
+        coarse."""
         if self.reads_pyramid:
             pyramid = self.backbone.forward_pyramid(images)
             return [pyramid[level] for level in self.taps]
-        maps = self.backbone.forward_intermediates(images, self.taps)
+        return self.backbone.forward_intermediates(images, self.taps)
+
+    def features(self, images: Tensor) -> list[Tensor]:
+        """Images ``(B, 3, H, W)`` -> the head's input maps (through the neck where there is one), fine to coarse."""
+        maps = self.backbone_features(images)
         return maps if self.neck is None else self.neck(maps)
 
     def forward(self, images: Tensor) -> dict[str, Tensor | list]:

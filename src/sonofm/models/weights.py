@@ -113,7 +113,12 @@ def _strip_key_prefix(tensors: dict[str, Tensor], wanted: set[str]) -> tuple[dic
 
 
 def _fit_to_model(state: dict[str, Tensor], model: nn.Module) -> tuple[dict[str, str], dict[str, str]]:
-    """Rewrite ``state`` in place for the model's layout and patch grid; returns (consumed, resized) notes."""
+    """Rewrite ``state`` in place for the model's layout and patch grid; returns (consumed, resized) notes.
+
+    A model may fit files itself with ``fit_state_dict(state)`` returning the same notes (timm passthrough backbones).
+    """
+    if hasattr(model, "fit_state_dict"):
+        return model.fit_state_dict(state)
     if isinstance(model, UsfmViT):
         return adapt_usfm_state_dict(state, model)
     if isinstance(model, TimmViT):

@@ -1,9 +1,9 @@
 """Grad-CAM (Selvaraju et al., 2017): where in the image the evidence for a class lies, from a backbone feature map.
 
-The feature map is the backbone's last one: a ResNet's ``layer4`` output, or a ViT's last-block patch tokens laid
-out on the patch grid (prefix tokens dropped). Per image and target class: channel weights are the spatial mean of
-the class logit's gradient with respect to the map; the CAM is the ReLU of the weighted channel sum, upsampled
-bilinearly to the image size and scaled to [0, 1].
+The feature map is the backbone's last one: a ResNet's ``layer4`` output, a ViT's last-block patch tokens laid
+out on the patch grid (prefix tokens dropped), or a timm passthrough's last feature level (``feature_map_layer``).
+Per image and target class: channel weights are the spatial mean of the class logit's gradient with respect to the
+map; the CAM is the ReLU of the weighted channel sum, upsampled bilinearly to the image size and scaled to [0, 1].
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ ToMap = Callable[[Tensor], Tensor]
 
 def feature_layer(backbone: nn.Module) -> tuple[nn.Module, ToMap]:
     """The module whose output is the last feature map, and how that output becomes ``(B, C, h, w)``."""
+    if hasattr(backbone, "feature_map_layer"):
+        return backbone.feature_map_layer()
     if isinstance(backbone, ResNetBackbone):
         return backbone.layer4, lambda output: output
     if isinstance(backbone, ViTBackboneMixin):
         prefix, grid = backbone.num_prefix_tokens, backbone.grid_size
         return backbone.blocks[-1], lambda tokens: tokens_to_map(tokens[:, prefix:], grid)
-    raise SonofmError(f"Grad-CAM supports ResNet and ViT backbones, not {type(backbone).__name__}")
+    raise SonofmError(f"Grad-CAM supports ResNet, ViT and timm backbones, not {type(backbone).__name__}")
 
 
 def grad_cam(model: nn.Module, images: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -17,7 +17,10 @@ def last_stage_layer_id(backbone: nn.Module) -> int:
 
 
 def last_block_prefix(backbone: nn.Module) -> str:
-    """Parameter-name prefix of the backbone's last block: ``layer4.<last>.`` (ResNet) or ``blocks.<last>.`` (ViT)."""
+    """Parameter-name prefix of the backbone's last block: its ``last_block_prefix`` where it sets one (a timm
+    passthrough), else ``layer4.<last>.`` (ResNet) or ``blocks.<last>.`` (ViT)."""
+    if getattr(backbone, "last_block_prefix", None):
+        return backbone.last_block_prefix
     for stage in ("layer4", "blocks"):
         blocks = getattr(backbone, stage, None)
         if isinstance(blocks, nn.Sequential | nn.ModuleList) and len(blocks):
@@ -34,7 +37,7 @@ def freeze_backbone(backbone: nn.Module, mode: str) -> None:
     if mode == "last_block":
         prefix = last_block_prefix(backbone)
         for name, param in backbone.named_parameters():
-            param.requires_grad_(name.startswith(prefix))
+            param.requires_grad_(param.requires_grad and name.startswith(prefix))
         return
     first_trained = last_stage_layer_id(backbone) if mode == "partial" else backbone.num_layer_ids
     for name, param in backbone.named_parameters():
