@@ -4,11 +4,13 @@ One timed batch = ``AdaptedSam.predict`` (image encoder, prompter, one mask-deco
 random batch at the model's input size, then ``anatomy_map`` of every image at a typical original frame size
 (640 x 480: bilinear resize of the class scores, argmax, confidence): what ``sonofm sam automask`` does per batch
 apart from decoding and writing PNGs. The model is a random-init SAM of ``--sam-type`` (weights do not change the
-speed) with LoRA rank 4 and a 2-token, 2-block prompter for 2 anatomy classes. Every (input size, precision) runs in
-its own subprocess, so its peak memory is its own; each also times a large GEMM in the same dtype and counts the
-FLOPs of a batch, giving the fraction of the machine's matmul rate the pipeline reaches.
+speed) adapted by each of ``--adapters`` (SAMUS's encoder, 8-px tokens, or LoRA rank 4 on SAM's, 16-px tokens; SAMUS
+runs at 64-512 px only) with the default prompter (2 tokens per class, 4 blocks) for 2 anatomy classes. Every
+(adapter, input size, precision) runs in its own subprocess, so its peak memory is its own; each also times a large
+GEMM in the same dtype and counts the FLOPs of a batch, giving the fraction of the machine's matmul rate the pipeline
+reaches.
 
-    .venv/bin/python benchmarks/automask_throughput.py    # vit_b at 256 and 1024 px, CPU or CUDA
+    .venv/bin/python benchmarks/automask_throughput.py    # vit_b, SAMUS at 256, LoRA at 256 and 1024, CPU or CUDA
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Settings:
     """What one run measures. ``batch_sizes[i]`` goes with ``img_sizes[i]``; a worker measures one size (``at``)."""
 
     sam_type: str
+    adapters: tuple[str, ...]
     img_sizes: tuple[int, ...]
     batch_sizes: tuple[int, ...]
     steps: int
@@ -61,8 +64,9 @@ class Settings:
     device: str
     gemm_size: int
 
-    def at(self, index: int) -> Settings:
-        return replace(self, img_sizes=(self.img_sizes[index],), batch_sizes=(self.batch_sizes[index],))
+    def at(self, index: int, adapter: str) -> Settings:
+        return replace(self, adapters=(adapter,), img_sizes=(self.img_sizes[index],),
+                       batch_sizes=(self.batch_sizes[index],))
 
 
 @dataclass
@@ -80,11 +84,11 @@ def measure(settings: Settings, precision: str) -> AutomaskMeasurement:
     from sonofm.sam import AdaptedSam, build_sam
     from sonofm.tasks.sam.automask import anatomy_map
 
-    (img_size,), (batch_size,) = settings.img_sizes, settings.batch_sizes
+    (adapter,), (img_size,), (batch_size,) = settings.adapters, settings.img_sizes, settings.batch_sizes
     device = start_worker(settings)
     gemm_rate = gemm_flops_per_s(settings.gemm_size, PRECISIONS[precision], device)
     reset_cuda_peak(device)
-    model = AdaptedSam(build_sam(settings.sam_type, img_size), CLASSES, encoder_tuning="lora", lora_rank=4)
+    model = AdaptedSam(build_sam(settings.sam_type, img_size, samus=adapter == "samus"), CLASSES, adapter, lora_rank=4)
     model.add_prompter()
     model = model.to(device).eval()
     images = torch.randn(batch_size, 3, img_size, img_size, device=device)
@@ -108,9 +112,9 @@ def measure(settings: Settings, precision: str) -> AutomaskMeasurement:
 
 def figure_lines(settings: Settings, results: dict[str, AutomaskMeasurement]) -> list[dict]:
     """Per precision: images/s, batch time, FLOPs, matmul efficiency, memory; then bf16 / fp32 images/s."""
-    (img_size,), (batch_size,) = settings.img_sizes, settings.batch_sizes
-    common = {"benchmark": "automask_throughput", "sam_type": settings.sam_type, "img_size": img_size,
-              "batch_size": batch_size, "device": settings.device, "threads": settings.threads}
+    (adapter,), (img_size,), (batch_size,) = settings.adapters, settings.img_sizes, settings.batch_sizes
+    common = {"benchmark": "automask_throughput", "sam_type": settings.sam_type, "adapter": adapter,
+              "img_size": img_size, "batch_size": batch_size, "device": settings.device, "threads": settings.threads}
     lines, rate = [], {}
     for precision, m in results.items():
         mean = sum(m.batch_times_s) / len(m.batch_times_s)
@@ -133,6 +137,8 @@ def parse_settings(argv: list[str] | None = None) -> tuple[Settings, str | None]
     """Flags -> settings with device defaults, and the worker's precision, if this is a worker."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sam-type", default="vit_b", help="vit_b (default), vit_l, vit_h or vit_tiny")
+    parser.add_argument("--adapters", type=lambda text: tuple(text.split(",")), default=("samus", "lora"),
+                        help="comma-separated: samus, lora (default both)")
     parser.add_argument("--img-sizes", type=int_list, default=(256, 1024), help="comma-separated; default 256,1024")
     parser.add_argument("--batch-sizes", type=int_list,
                         help="batch per input size (one value: all); default CPU 4 at 256 and 1 at 1024, CUDA 32 and 4")
@@ -148,7 +154,7 @@ def parse_settings(argv: list[str] | None = None) -> tuple[Settings, str | None]
     if len(batch_sizes) != len(args.img_sizes):
         parser.error("--batch-sizes needs one value or one per input size")
     settings = Settings(
-        sam_type=args.sam_type, img_sizes=args.img_sizes, batch_sizes=batch_sizes,
+        sam_type=args.sam_type, adapters=args.adapters, img_sizes=args.img_sizes, batch_sizes=batch_sizes,
         steps=args.steps or (3 if args.device == "cpu" else 20), warmup=args.warmup, threads=args.threads,
         device=args.device, gemm_size=args.gemm_size or default_gemm_size(args.device),
     )
@@ -160,14 +166,23 @@ def main(argv: list[str] | None = None) -> None:
     if worker:
         print(json.dumps(asdict(measure(settings, worker))))
         return
-    for index in range(len(settings.img_sizes)):
-        one_size = settings.at(index)
-        results = {}
-        for precision in PRECISIONS:
-            print(f"# automask {precision} at {one_size.img_sizes[0]} px", file=sys.stderr, flush=True)
-            results[precision] = measure_in_subprocess(__file__, precision, one_size, AutomaskMeasurement)
-        for line in figure_lines(one_size, results):
-            print(json.dumps(line), flush=True)
+    from sonofm.errors import SonofmError
+    from sonofm.sam.registry import check_img_size
+
+    for adapter in settings.adapters:
+        for index, img_size in enumerate(settings.img_sizes):
+            try:
+                check_img_size(img_size, samus=adapter == "samus")
+            except SonofmError as error:
+                print(f"# skipped {adapter} at {img_size} px: {error}", file=sys.stderr, flush=True)
+                continue
+            one_run = settings.at(index, adapter)
+            results = {}
+            for precision in PRECISIONS:
+                print(f"# automask {adapter} {precision} at {img_size} px", file=sys.stderr, flush=True)
+                results[precision] = measure_in_subprocess(__file__, precision, one_run, AutomaskMeasurement)
+            for line in figure_lines(one_run, results):
+                print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def test_train_prompter_adds_a_prompter_trains_the_decoder_and_keeps_the_encoder
     base, trained = load_file(a_sam_run / "model.safetensors"), load_file(prompter_run / "model.safetensors")
     assert any(key.startswith("prompter.") for key in trained) and not any(key.startswith("prompter.") for key in base)
     encoder = [key for key in base if key.startswith("sam.image_encoder.")]
-    assert encoder  # the LoRA factors of stage one
+    assert encoder  # the SAMUS parts of stage one (the default adapter)
     for key in encoder:
         torch.testing.assert_close(trained[key], base[key], rtol=0, atol=0, msg=key)
     decoder = [key for key in base if key.startswith("sam.mask_decoder.")]

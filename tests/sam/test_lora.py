@@ -12,14 +12,14 @@ def test_lora_starts_as_the_identity_change():
     images = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
         before = sam.image_encoder(images)
-    model = AdaptedSam(sam, ["background", "a"], encoder_tuning="lora", lora_rank=2).eval()
+    model = AdaptedSam(sam, ["background", "a"], adapter="lora", lora_rank=2).eval()
     assert all(isinstance(block.attn.qkv, LoRALinear) for block in sam.image_encoder.blocks)
     with torch.inference_mode():
         torch.testing.assert_close(model.embed(images), before)
 
 
 def test_stage_one_trains_lora_and_decoder_only_and_saves_only_those():
-    model = AdaptedSam(build_sam("vit_tiny", 64), ["background", "a"], encoder_tuning="lora", lora_rank=2)
+    model = AdaptedSam(build_sam("vit_tiny", 64), ["background", "a"], adapter="lora", lora_rank=2)
     model.set_trainable("adapt")
     trained = {name for name, param in model.named_parameters() if param.requires_grad}
     assert trained and all(".qkv.down." in n or ".qkv.up." in n or n.startswith("sam.mask_decoder.") for n in trained)
@@ -29,7 +29,7 @@ def test_stage_one_trains_lora_and_decoder_only_and_saves_only_those():
 
 
 def test_prompter_stage_freezes_the_adapted_encoder():
-    model = AdaptedSam(build_sam("vit_tiny", 64), ["background", "a", "b"], encoder_tuning="lora", lora_rank=2)
+    model = AdaptedSam(build_sam("vit_tiny", 64), ["background", "a", "b"], adapter="lora", lora_rank=2)
     model.add_prompter(tokens_per_class=2, depth=1)
     model.set_trainable("prompter")
     trained = {name for name, param in model.named_parameters() if param.requires_grad}

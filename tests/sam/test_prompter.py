@@ -7,7 +7,7 @@ from sonofm.sam import AdaptedSam, build_sam
 
 def test_one_mask_per_class_and_scores_for_an_anatomy_map():
     torch.manual_seed(0)
-    model = AdaptedSam(build_sam("vit_tiny", 64), ["background", "a", "b"], encoder_tuning="frozen").eval()
+    model = AdaptedSam(build_sam("vit_tiny", 64), ["background", "a", "b"], adapter="frozen").eval()
     prompter = model.add_prompter(tokens_per_class=3, depth=2)
     images = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
@@ -24,7 +24,7 @@ def test_one_mask_per_class_and_scores_for_an_anatomy_map():
 
 def test_classes_get_different_masks():
     torch.manual_seed(0)
-    model = AdaptedSam(build_sam("vit_tiny", 64), ["background", "a", "b"], encoder_tuning="frozen").eval()
+    model = AdaptedSam(build_sam("vit_tiny", 64), ["background", "a", "b"], adapter="frozen").eval()
     model.add_prompter()
     with torch.inference_mode():
         logits = model.class_logits(model.embed(torch.randn(1, 3, 64, 64)))

@@ -14,7 +14,7 @@ TRAINING_FLAGS = {
 }
 FINETUNE_FLAGS = {
     **TRAINING_FLAGS, "sam_checkpoint": "sam_checkpoint", "sam_type": "sam_type", "img_size": "img_size",
-    "prompts": "prompts", "encoder_tuning": "encoder_tuning", "num_classes": "num_classes",
+    "prompts": "prompts", "adapter": "adapter", "num_classes": "num_classes",
     "train_fraction": "train_fraction",
 }
 PROMPTER_FLAGS = {**TRAINING_FLAGS, "run": "run"}
@@ -25,17 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = sam.add_subparsers(dest="sam_command", required=True, metavar="COMMAND")
 
     finetune = commands.add_parser(
-        "finetune", help="adapt SAM to ultrasound with prompts drawn from masks (LoRA + mask decoder)",
+        "finetune", help="adapt SAM to ultrasound with prompts drawn from masks (SAMUS adapters, or LoRA)",
         description="Stage 1 of A-SAM. Rerunning the same command resumes an unfinished run.",
     )
     finetune.add_argument("--data", help="dataset with images and masks (flat, USFM or SAMUS layout)")
     finetune.add_argument("--sam-checkpoint", help="local SAM checkpoint, e.g. sam_vit_b_01ec64.pth")
     finetune.add_argument("--sam-type", help="vit_b (default), vit_l, vit_h, or vit_tiny (random-init trials)")
-    finetune.add_argument("--img-size", type=int, help="square input size (default 256; SAM's native is 1024)")
+    finetune.add_argument("--img-size", type=int,
+                          help="square input size (default 256; SAMUS takes 64-512, SAM's native is 1024)")
     finetune.add_argument("--prompts", type=lambda text: [kind.strip() for kind in text.split(",")],
                           help="prompt kinds to train and score, comma-separated (default point,box)")
-    finetune.add_argument("--encoder-tuning", choices=["lora", "full", "frozen"],
-                          help="image encoder: LoRA adapters (default), fully tuned, or frozen")
+    finetune.add_argument("--adapter", choices=["samus", "lora", "full", "frozen"],
+                          help="samus (default: SAMUS's CNN branch and adapters at 8-px token stride, as ACLUS), "
+                          "lora (LoRA on qkv + mask decoder), full (encoder + decoder), frozen (decoder only)")
     finetune.add_argument("--num-classes", type=int, help="mask classes including background (default: from masks)")
     finetune.add_argument("--train-fraction", type=float, help="keep this grouped fraction of the training split")
     _add_training_flags(finetune, default_epochs=20)

@@ -29,16 +29,18 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     ignored: dict[str, str] = field(default_factory=dict)  # file key -> why it was not loaded
     resized: dict[str, str] = field(default_factory=dict)  # key -> how it was fitted to the model's patch grid
+    new: dict[str, str] = field(default_factory=dict)  # model key the file cannot hold -> the module that adds it
 
     def summary(self) -> str:
         """A few lines for logs: counts, then each distinct reason with how many keys it covers."""
         lines = [
             f"{self.path}: loaded {len(self.loaded)} tensors, missing {len(self.missing)}, "
             f"unexpected {len(self.unexpected)}, ignored {len(self.ignored)}, resized {len(self.resized)}"
+            + (f", new {len(self.new)}" if self.new else "")
         ]
         for key in self.missing:
             lines.append(f"  missing {key} ({OPTIONAL_KEYS.get(key, 'required')})")
-        for label, notes in (("ignored", self.ignored), ("resized", self.resized)):
+        for label, notes in (("ignored", self.ignored), ("resized", self.resized), ("new", self.new)):
             for reason, count in Counter(notes.values()).items():
                 example = next(key for key, note in notes.items() if note == reason)
                 lines.append(f"  {label} {count} ({reason}), e.g. {example}")

@@ -1,7 +1,7 @@
-"""A-SAM: SAM with parameter-efficient encoder tuning, a trainable mask decoder and an optional class prompter.
+"""A-SAM: SAM adapted to ultrasound (SAMUS's encoder, LoRA, or a tuned/frozen encoder) and an optional class prompter.
 
-Saved runs hold only what differs from the base SAM checkpoint (LoRA factors, the mask decoder, the prompter, and the
-encoder when it was fully tuned) plus the metadata to rebuild the model from that checkpoint.
+Saved runs hold only what differs from the base SAM checkpoint (the SAMUS parts or LoRA factors, the mask decoder,
+the prompter, and the encoder when it was fully tuned) plus the metadata to rebuild the model from that checkpoint.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from sonofm.sam.decoding import decode_masks
 from sonofm.sam.lora import add_lora, is_lora_parameter
 from sonofm.sam.prompter import ClassPrompter
 from sonofm.sam.prompts import Prompts
+from sonofm.sam.samus import SamusImageEncoder
 
-ENCODER_TUNINGS = ("lora", "full", "frozen")
+ADAPTERS = ("samus", "lora", "full", "frozen")
 BACKGROUND_SCORE = 0.5  # a pixel is background unless some class's probability beats this
 # SAM's mask decoder parts sonofm never uses: one mask per prompt comes from the first hypernetwork MLP, and no IoU
 # prediction is made. They stay frozen, keep their checkpoint values and are not saved (files from sonofm 0.1 runs
@@ -32,34 +33,41 @@ UNUSED_DECODER_PARTS = ("sam.mask_decoder.iou_prediction_head.",
 
 
 class AdaptedSam(nn.Module):
-    """``Sam`` + LoRA (``encoder_tuning="lora"``) + optional :class:`ClassPrompter`.
+    """``Sam`` adapted by ``adapter`` + optional :class:`ClassPrompter`.
 
+    adapter: ``samus`` (``sam`` must have SAMUS's encoder, :func:`~sonofm.sam.registry.build_sam` ``samus=True``;
+    SAMUS's parts and the global blocks' position tables train, the decoder stays frozen in stage 1), ``lora`` (rank
+    ``lora_rank`` on every block's qkv, with the mask decoder), ``full`` (encoder and decoder) or ``frozen`` (decoder).
     classes: mask class names, background first. Images are (B, 3, S, S), ImageNet-normalised (the same pixel
     statistics SAM normalises with), S = the SAM's input size.
     """
 
-    def __init__(self, sam: Sam, classes: list[str], encoder_tuning: str = "lora", lora_rank: int = 4) -> None:
+    def __init__(self, sam: Sam, classes: list[str], adapter: str = "samus", lora_rank: int = 4) -> None:
         super().__init__()
-        if encoder_tuning not in ENCODER_TUNINGS:
-            raise SonofmError(f"encoder_tuning must be one of {', '.join(ENCODER_TUNINGS)}, got {encoder_tuning!r}")
+        if adapter not in ADAPTERS:
+            raise SonofmError(f"adapter must be one of {', '.join(ADAPTERS)}, got {adapter!r}")
+        if (adapter == "samus") != isinstance(sam.image_encoder, SamusImageEncoder):
+            raise SonofmError(f"adapter {adapter!r} does not match the SAM's image encoder")
         self.sam = sam
         self.classes = list(classes)
-        self.encoder_tuning = encoder_tuning
-        if encoder_tuning == "lora":
+        self.adapter = adapter
+        if adapter == "lora":
             add_lora(sam.image_encoder, lora_rank)
+        self._samus_names = ({f"sam.image_encoder.{name}" for name in sam.image_encoder.trainable_names()}
+                             if adapter == "samus" else set())
         self.prompter: ClassPrompter | None = None
 
     @property
     def img_size(self) -> int:
         return self.sam.image_encoder.img_size
 
-    def add_prompter(self, tokens_per_class: int = 2, depth: int = 2) -> ClassPrompter:
+    def add_prompter(self, tokens_per_class: int = 2, depth: int = 4) -> ClassPrompter:
         dim = self.sam.prompt_encoder.embed_dim
         self.prompter = ClassPrompter(len(self.classes) - 1, dim, tokens_per_class, depth)
         return self.prompter
 
     def embed(self, images: Tensor) -> Tensor:
-        """(B, 3, S, S) -> image embeddings (B, C, S/16, S/16)."""
+        """(B, 3, S, S) -> image embeddings (B, C, h, w): S/16 on a side, S/8 with SAMUS's encoder."""
         return self.sam.image_encoder(images)
 
     def prompted_logits(self, embeddings: Tensor, prompts: Prompts) -> Tensor:
@@ -93,12 +101,13 @@ class AdaptedSam(nn.Module):
         return F.interpolate(low_res, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
 
     def set_trainable(self, stage: str) -> None:
-        """``stage="adapt"``: the encoder's LoRA factors (or the whole encoder) and the mask decoder train;
-        ``stage="prompter"``: the prompter and the mask decoder train. Everything else is frozen, and so are the
-        decoder parts sonofm never uses."""
+        """``stage="adapt"``: the adapter's parameters train (SAMUS's parts and tables; LoRA factors or the whole
+        encoder with the mask decoder; the decoder alone for a frozen encoder); ``stage="prompter"``: the prompter and
+        the mask decoder train. Everything else is frozen, and so are the decoder parts sonofm never uses."""
         for name, param in self.named_parameters():
             if stage == "adapt":
-                param.requires_grad = self._is_adapted(name) and not name.startswith("prompter.")
+                decoder = name.startswith("sam.mask_decoder.") and self.adapter != "samus"
+                param.requires_grad = self._is_adapted(name) and (decoder or name.startswith("sam.image_encoder."))
             else:
                 param.requires_grad = self._is_adapted(name) and name.startswith(("sam.mask_decoder.", "prompter."))
 
@@ -110,7 +119,7 @@ class AdaptedSam(nn.Module):
         if name.startswith(UNUSED_DECODER_PARTS):  # no gradient ever reaches them (DDP would stop on them)
             return False
         return (name.startswith(("sam.mask_decoder.", "prompter.")) or is_lora_parameter(name)
-                or (self.encoder_tuning == "full" and name.startswith("sam.image_encoder.")))
+                or name in self._samus_names or (self.adapter == "full" and name.startswith("sam.image_encoder.")))
 
     # Layer-wise LR decay does not apply to A-SAM: one layer id for everything.
     num_layer_ids = 1
@@ -119,9 +128,9 @@ class AdaptedSam(nn.Module):
         return 0
 
     def metadata(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"task": "sam", "classes": self.classes, "encoder_tuning": self.encoder_tuning,
+        meta: dict[str, Any] = {"task": "sam", "classes": self.classes, "adapter": self.adapter,
                                 "img_size": self.img_size}
-        if self.encoder_tuning == "lora":
+        if self.adapter == "lora":
             meta["lora_rank"] = self.sam.image_encoder.blocks[0].attn.qkv.down.out_features
         if self.prompter is not None:
             meta["prompter"] = {"tokens_per_class": self.prompter.tokens_per_class, "depth": len(self.prompter.blocks)}
@@ -129,9 +138,11 @@ class AdaptedSam(nn.Module):
 
 
 def build_adapted_sam(sam_checkpoint: str | Path, sam_type: str, img_size: int, classes: list[str],
-                      encoder_tuning: str = "lora", lora_rank: int = 4) -> AdaptedSam:
-    """Load the base SAM from ``sam_checkpoint`` at ``img_size`` and wrap it."""
-    return AdaptedSam(load_sam(sam_checkpoint, sam_type, img_size), classes, encoder_tuning, lora_rank)
+                      adapter: str = "samus", lora_rank: int = 4) -> AdaptedSam:
+    """Load the base SAM from ``sam_checkpoint`` at ``img_size`` (with SAMUS's encoder for ``adapter="samus"``) and
+    wrap it; ``model.sam.load_report`` says what was loaded, resized and newly initialised."""
+    return AdaptedSam(load_sam(sam_checkpoint, sam_type, img_size, samus=adapter == "samus"), classes, adapter,
+                      lora_rank)
 
 
 def load_adapted_sam(model_file: str | Path) -> AdaptedSam:
@@ -142,8 +153,9 @@ def load_adapted_sam(model_file: str | Path) -> AdaptedSam:
     checkpoint = Path(meta["sam_checkpoint"])
     if not checkpoint.is_file():
         raise SonofmError(f"base SAM checkpoint {checkpoint} (named in {model_file}) not found")
-    model = build_adapted_sam(checkpoint, meta["sam_type"], meta["img_size"], meta["classes"],
-                              meta["encoder_tuning"], meta.get("lora_rank", 4))
+    adapter = meta.get("adapter", meta.get("encoder_tuning"))  # files from sonofm 0.1 name it encoder_tuning
+    model = build_adapted_sam(checkpoint, meta["sam_type"], meta["img_size"], meta["classes"], adapter,
+                              meta.get("lora_rank", 4))
     if "prompter" in meta:
         model.add_prompter(**meta["prompter"])
     state = {name: value for name, value in load_model_state(model_file).items()

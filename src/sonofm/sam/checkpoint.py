@@ -15,6 +15,7 @@ from sonofm.errors import SonofmError
 from sonofm.models.state_dict_file import read_weights_file
 from sonofm.models.weights import LoadReport
 from sonofm.sam.registry import NATIVE_IMG_SIZE, SAM_TYPES, build_sam
+from sonofm.sam.samus import samus_part
 
 POS_EMBED_KEY = "image_encoder.pos_embed"
 REL_POS_KEY = re.compile(r"image_encoder\.blocks\.\d+\.attn\.rel_pos_[hw]$")
@@ -22,7 +23,7 @@ PATCH_WEIGHT_KEY = "image_encoder.patch_embed.proj.weight"
 BLOCK_KEY = re.compile(r"image_encoder\.blocks\.(\d+)\.")
 
 
-def load_sam(path: str | Path, sam_type: str = "vit_b", img_size: int = NATIVE_IMG_SIZE) -> Sam:
+def load_sam(path: str | Path, sam_type: str = "vit_b", img_size: int = NATIVE_IMG_SIZE, samus: bool = False) -> Sam:
     """A ``segment_anything`` ``Sam`` of ``sam_type`` for ``img_size`` inputs, with the weights of checkpoint ``path``.
 
     At ``img_size`` != 1024 the absolute position embedding (``(1, 64, 64, C)``) is resized bicubically to the new
@@ -30,16 +31,21 @@ def load_sam(path: str | Path, sam_type: str = "vit_b", img_size: int = NATIVE_I
     ``2 * grid - 1`` rows; windowed blocks keep theirs. A missing or unexpected key, or any other shape mismatch, is
     an error naming the key (a file of another SAM size names the size it holds). The model's ``load_report``
     attribute lists what was loaded and resized.
+
+    ``samus``: SAMUS's encoder (:mod:`sonofm.sam.samus`). Every checkpoint tensor loads (the position embedding at
+    its own 64x64 grid; the global blocks' tables resized to the ``img_size / 8`` grid); the report's ``new`` lists
+    the SAMUS tensors, which keep their random initialisation.
     """
     weights = read_weights_file(path)
     state = weights.tensors
     held = _detect_sam_type(state)
     if held is not None and held != sam_type:
         raise SonofmError(f"{path} holds a SAM {held} but sam_type is {sam_type}; pass --sam-type {held}")
-    model = build_sam(sam_type, img_size)
+    model = build_sam(sam_type, img_size, samus)
     expected = model.state_dict()
     report = LoadReport(str(weights.path), ignored=dict(weights.set_aside))
-    report.missing = sorted(set(expected) - set(state))
+    report.new = {key: f"SAMUS {samus_part(key)}, random init" for key in expected if samus and samus_part(key)}
+    report.missing = sorted(set(expected) - set(state) - set(report.new))
     report.unexpected = sorted(set(state) - set(expected))
     if report.missing or report.unexpected:
         raise SonofmError(f"{path} is not a SAM {sam_type} checkpoint: missing keys {report.missing[:4]}, "
@@ -51,7 +57,7 @@ def load_sam(path: str | Path, sam_type: str = "vit_b", img_size: int = NATIVE_I
             tensor = _resample(key, tensor, tuple(target), path)
             report.resized[key] = f"resampled {tuple(state[key].shape)} -> {tuple(target)} for {img_size} px input"
         fitted[key] = tensor
-    model.load_state_dict(fitted, strict=True)
+    model.load_state_dict(fitted, strict=not report.new)
     report.loaded = sorted(fitted)
     model.load_report = report
     return model.eval()

@@ -10,6 +10,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 
 from sonofm.errors import SonofmError
 from sonofm.sam.attention import use_fused_attention
+from sonofm.sam.samus import SAM_POSITION_GRID, TOKEN_STRIDE, SamusImageEncoder
 
 NATIVE_IMG_SIZE = 1024  # the input size SAM was trained at
 PATCH_SIZE = 16
@@ -46,25 +47,31 @@ def sam_spec(sam_type: str) -> SamSpec:
     return SAM_TYPES[sam_type]
 
 
-def build_sam(sam_type: str = "vit_b", img_size: int = NATIVE_IMG_SIZE) -> Sam:
+def build_sam(sam_type: str = "vit_b", img_size: int = NATIVE_IMG_SIZE, samus: bool = False) -> Sam:
     """A randomly initialised ``segment_anything`` ``Sam`` of ``sam_type`` taking ``img_size`` square inputs.
 
-    The image embedding is ``img_size / 16`` on a side; the decoder's low-resolution masks are 4x that. At 1024 the
-    module tree and every tensor shape equal the package's own ``sam_model_registry`` model, so official checkpoints
-    load as they are; at other sizes :func:`~sonofm.sam.checkpoint.load_sam` resamples the position tables. The
-    encoder's attention runs fused (:mod:`sonofm.sam.attention`).
+    SAM's encoder gives an ``img_size / 16`` image embedding; the decoder's low-resolution masks are 4x that. At 1024
+    the module tree and every tensor shape equal the package's own ``sam_model_registry`` model, so official
+    checkpoints load as they are; at other sizes :func:`~sonofm.sam.checkpoint.load_sam` resamples the position
+    tables. ``samus``: SAMUS's encoder (:mod:`sonofm.sam.samus`) instead, ``img_size / 8`` tokens on a side (64, 128,
+    256 or 512 px). The encoder's attention runs fused (:mod:`sonofm.sam.attention`).
     """
     spec = sam_spec(sam_type)
-    if img_size < 64 or img_size % PATCH_SIZE:
-        raise SonofmError(f"SAM img_size must be a multiple of {PATCH_SIZE} and >= 64, got {img_size}")
-    grid = img_size // PATCH_SIZE
-    sam = Sam(
-        image_encoder=ImageEncoderViT(
+    check_img_size(img_size, samus)
+    if samus:
+        grid = img_size // TOKEN_STRIDE
+        encoder: torch.nn.Module = SamusImageEncoder(img_size, spec.embed_dim, spec.depth, spec.num_heads,
+                                                     spec.global_attn_indexes, spec.window_size, spec.prompt_dim)
+    else:
+        grid = img_size // PATCH_SIZE
+        encoder = ImageEncoderViT(
             img_size=img_size, patch_size=PATCH_SIZE, embed_dim=spec.embed_dim, depth=spec.depth,
             num_heads=spec.num_heads, mlp_ratio=4, out_chans=spec.prompt_dim, qkv_bias=True,
             norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True,
             global_attn_indexes=spec.global_attn_indexes, window_size=spec.window_size,
-        ),
+        )
+    sam = Sam(
+        image_encoder=encoder,
         prompt_encoder=PromptEncoder(
             embed_dim=spec.prompt_dim, image_embedding_size=(grid, grid), input_image_size=(img_size, img_size),
             mask_in_chans=16,
@@ -80,3 +87,14 @@ def build_sam(sam_type: str = "vit_b", img_size: int = NATIVE_IMG_SIZE) -> Sam:
     )
     use_fused_attention(sam.image_encoder)
     return sam
+
+
+def check_img_size(img_size: int, samus: bool) -> None:
+    """Refuse an input size the encoder cannot take, in one line naming the sizes it can."""
+    if samus:
+        grid = img_size // TOKEN_STRIDE
+        if img_size % TOKEN_STRIDE or grid < 8 or SAM_POSITION_GRID % grid or grid & (grid - 1):
+            raise SonofmError(f"the SAMUS adapter takes --img-size 64, 128, 256 or 512 (its token grid, img_size / 8, "
+                              f"halves SAM's 64x64 position grid), got {img_size}")
+    elif img_size < 64 or img_size % PATCH_SIZE:
+        raise SonofmError(f"SAM img_size must be a multiple of {PATCH_SIZE} and >= 64, got {img_size}")

@@ -23,7 +23,7 @@ STAGES = ("adapt", "prompter")
 class SamLossConfig:
     bce_weight: float = 0.2
     dice_weight: float = 0.8
-    pos_weight: float = 1.0
+    pos_weight: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class SamModule(SeededTrainingModule):
         self.num_classes = len(model.classes)
         model.set_trainable(stage)
         model.train()
-        self._frozen_encoder = stage == "prompter" or model.encoder_tuning == "frozen"
+        self._frozen_encoder = stage == "prompter" or model.adapter == "frozen"
         self._reset_validation()
 
     def _reset_validation(self) -> None:

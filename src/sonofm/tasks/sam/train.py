@@ -1,10 +1,12 @@
 """``sonofm sam finetune`` and ``sonofm sam train-prompter``: the two A-SAM training stages as resumable runs.
 
-Stage 1 (``finetune``) adapts SAM to ultrasound with prompts drawn from the masks: LoRA in the frozen image encoder
-(or a fully tuned / frozen encoder) and the mask decoder train. Stage 2 (``train-prompter``) freezes that model and
-trains a class-conditional prompter with the mask decoder, so one forward gives every anatomy class without clicks.
+Stage 1 (``finetune``) adapts SAM to ultrasound with prompts drawn from the masks: SAMUS's encoder parts (default),
+or LoRA in the frozen image encoder with the mask decoder (or a fully tuned / frozen encoder). Stage 2
+(``train-prompter``) freezes that model and trains a class-conditional prompter with the mask decoder, so one forward
+gives every anatomy class without clicks.
 Both write the run-folder contract: config.yaml, split.csv, log.csv, checkpoints, model.safetensors (only the
-tensors that differ from the base SAM checkpoint), metrics.json, examples_val.png, training_curves.png.
+tensors that differ from the base SAM checkpoint), metrics.json, examples_val.png, training_curves.png, and for
+stage 1 load_report.json (every base-checkpoint tensor loaded or resized, every new tensor).
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ from sonofm.errors import SonofmError
 from sonofm.runs.config import save_config
 from sonofm.runs.model_file import read_model_metadata, save_tensors
 from sonofm.runs.run_folder import RunFolder, prepare_run
-from sonofm.sam.adapted import ENCODER_TUNINGS, AdaptedSam, build_adapted_sam, load_adapted_sam
+from sonofm.sam.adapted import ADAPTERS, AdaptedSam, build_adapted_sam, load_adapted_sam
 from sonofm.sam.prompts import check_prompt_kinds
 from sonofm.sam.registry import PATCH_SIZE as SAM_PATCH_SIZE
-from sonofm.sam.registry import SAM_TYPES
+from sonofm.sam.registry import SAM_TYPES, check_img_size
 from sonofm.tasks.sam.evaluation import evaluate_sam, plot_sam_examples
 from sonofm.tasks.sam.module import PromptSampling, SamLossConfig, SamModule
 from sonofm.tasks.seg.evaluation import pixel_size_column, write_per_image_csv
@@ -62,7 +64,7 @@ class SamTrainingConfig(TrainingConfig):
     batch_size: int = 8
     bce_weight: float = 0.2
     dice_weight: float = 0.8
-    pos_weight: float = 1.0
+    pos_weight: float = 2.0
     num_classes: int | None = None
     ignore_index: int = 255
     pixel_size_column: str | None = None
@@ -83,7 +85,8 @@ class SamFinetuneConfig(SamTrainingConfig):
 
     ``prompts``: kinds drawn during training (one per step) and scored at evaluation; ``num_clicks`` positive clicks
     per point prompt; ``box_jitter``: each box edge moves by up to this fraction of the box side.
-    ``encoder_tuning``: ``lora`` (rank ``lora_rank`` on every block's qkv), ``full`` or ``frozen``.
+    ``adapter``: ``samus`` (SAMUS's encoder; 64, 128, 256 or 512 px), ``lora`` (rank ``lora_rank`` on every
+    block's qkv, with the mask decoder), ``full`` or ``frozen``.
     """
 
     sam_checkpoint: str = ""
@@ -91,7 +94,7 @@ class SamFinetuneConfig(SamTrainingConfig):
     prompts: list[str] = field(default_factory=lambda: ["point", "box"])
     num_clicks: int = 1
     box_jitter: float = 0.1
-    encoder_tuning: str = "lora"
+    adapter: str = "samus"
     lora_rank: int = 4
 
     def checks(self) -> list[tuple[bool, str]]:
@@ -99,10 +102,9 @@ class SamFinetuneConfig(SamTrainingConfig):
             *super().checks(),
             (bool(self.sam_checkpoint), "--sam-checkpoint is required"),
             (self.sam_type in SAM_TYPES, f"--sam-type must be one of {', '.join(SAM_TYPES)}, got {self.sam_type!r}"),
-            (self.encoder_tuning in ENCODER_TUNINGS,
-             f"encoder_tuning must be one of {', '.join(ENCODER_TUNINGS)}, got {self.encoder_tuning!r}"),
-            (not self.cache_embeddings or self.encoder_tuning == "frozen",
-             "cache_embeddings needs encoder_tuning=frozen (a trained encoder changes its embeddings)"),
+            (self.adapter in ADAPTERS, f"--adapter must be one of {', '.join(ADAPTERS)}, got {self.adapter!r}"),
+            (not self.cache_embeddings or self.adapter == "frozen",
+             "cache_embeddings needs --adapter frozen (a trained encoder changes its embeddings)"),
             (self.num_clicks >= 1, f"num_clicks must be >= 1, got {self.num_clicks}"),
             (self.lora_rank >= 1, f"lora_rank must be >= 1, got {self.lora_rank}"),
         ]
@@ -118,7 +120,7 @@ class PrompterConfig(SamTrainingConfig):
 
     run: str = ""
     tokens_per_class: int = 2
-    depth: int = 2
+    depth: int = 4
     epochs: int = 30
     cache_embeddings: bool = True
 
@@ -134,8 +136,9 @@ def finetune_sam(config: SamFinetuneConfig, out: str | Path, overwrite: bool = F
     sampling = config.sampling()
     index = _load_data(config)
     L.seed_everything(config.seed, workers=True, verbose=False)  # LoRA initialisation
+    check_img_size(config.img_size, samus=config.adapter == "samus")
     model = build_adapted_sam(Path(config.sam_checkpoint).resolve(), config.sam_type, config.img_size,
-                              index.classes, config.encoder_tuning, config.lora_rank)
+                              index.classes, config.adapter, config.lora_rank)
     echo(model.sam.load_report.summary())
     module = SamModule(model, "adapt", config.optim, config.loss(), sampling, config.ignore_index,
                        cached=config.cache_embeddings, seed=config.seed)
@@ -185,6 +188,8 @@ def _train(config: SamTrainingConfig, out: str | Path, overwrite: bool, index: D
         splits = load_or_make_splits(run, index, config, resuming)
         if zero:
             save_config(config, run.config)
+            if mode == "prompt":  # stage 1: what the base checkpoint gave, tensor by tensor
+                atomic_write_json(run.path / "load_report.json", dataclasses.asdict(module.model.sam.load_report))
     echo(describe_start(index, splits, run, resuming))
     trainable = sum(param.numel() for param in module.model.parameters() if param.requires_grad)
     echo(f"training {trainable / 1e6:.2f} M of {sum(p.numel() for p in module.model.parameters()) / 1e6:.1f} M "
