@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoa
 
 from sonofm.atomic import atomic_write_json
 from sonofm.engine.distributed import is_rank_zero
+from sonofm.extras import missing_extra
 from sonofm.runs.config import config_to_dict
 from sonofm.runs.run_folder import RESUMABLE_KEYS, RunFolder, checkpoint_entry
 
@@ -37,7 +38,7 @@ def logger_checks(names: Sequence[str]) -> list[tuple[bool, str]]:
     unknown = [name for name in names if name not in PACKAGES]
     if unknown:
         return [(False, f"--logger must be among {', '.join(PACKAGES)}, got {unknown[0]!r}")]
-    return [(_importable(PACKAGES[name]), f"--logger {name} needs the `{name}` extra: pip install 'sonofm[{name}]'")
+    return [(_importable(PACKAGES[name]), str(missing_extra(f"--logger {name}", name)))
             for name in dict.fromkeys(names)]
 
 
