@@ -20,8 +20,12 @@ DDP = ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--num-wor
 VIT = ["--model", "usfm_vit_tiny_patch16", "--set", "model_args={depth: 4}", "--img-size", "32", "--epochs", "2",
        "--batch-size", "4", "--precision", "32"]
 SEG = ["--set", "seg.head=linear", "--set", "seg.epochs=2", "--set", "seg.batch_size=4",
-       "--set", "seg.num_workers=0", "--set", "seg.precision=32", "--set", "seg.accelerator=cpu", "--set", "seg.devices=2", "--set", "seg.strategy=ddp"]
+       "--set", "seg.num_workers=0", "--set", "seg.precision=32", "--set", "seg.accelerator=cpu",
+       "--set", "seg.devices=2", "--set", "seg.strategy=ddp"]
+CLS = ["--set", "cls.epochs=2", "--set", "cls.batch_size=4", "--set", "cls.num_workers=0", "--set", "cls.precision=32",
+       "--set", "cls.accelerator=cpu", "--set", "cls.devices=2", "--set", "cls.strategy=ddp"]
 SAM_TRAIN = ["--epochs", "2", "--batch-size", "4", "--precision", "32"]
+STUDIES = ("label_efficiency", "compare")  # their runs take the DDP flags from their sections
 
 COMMANDS: dict[str, list[str]] = {
     "finetune_cls": ["finetune", "cls", "--data", str(DATA / "cls"), *VIT, "--out", str(OUT / "cls")],
@@ -50,11 +54,15 @@ COMMANDS: dict[str, list[str]] = {
                          "--weights", str(ENCODER), "--model", "usfm_vit_tiny_patch16", "--img-size", "32",
                          "--set", "model_args={depth: 1}", "--fractions", "1.0", "--seeds", "1", "--no-progress", *SEG,
                          "--out", str(OUT / "label_efficiency")],
+    "compare": ["experiment", "compare", "--task", "cls", "--data", str(DATA / "cls"), "--init", "scratch",
+                "--init", f"enc=weights:{ENCODER}", "--model", "usfm_vit_tiny_patch16", "--img-size", "32",
+                "--set", "model_args={depth: 1}", "--fractions", "1.0", "--seeds", "1", "--folds", "2",
+                "--no-progress", *CLS, "--out", str(OUT / "compare")],
 }
 
 if __name__ == "__main__":
     codes = {}
     for name, argv in COMMANDS.items():
-        codes[name] = main([*argv, *([] if name == "label_efficiency" else DDP)])
+        codes[name] = main([*argv, *([] if name in STUDIES else DDP)])
     rank = int(os.environ.get("LOCAL_RANK", "0"))
     (OUT / f"exit_codes_{rank}.json").write_text(json.dumps(codes))

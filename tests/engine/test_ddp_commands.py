@@ -22,6 +22,7 @@ RUNS = {  # command -> run folder it finishes
     "finetune_cls": "cls", "finetune_cls_overwrite": "cls", "finetune_seg": "seg", "finetune_enhance": "enhance",
     "pretrain_mim_token": "mim_token", "pretrain_mim_mean": "mim_mean", "pretrain_aclus": "aclus",
     "sam_finetune": "sam", "sam_train_prompter": "prompter", "kfold": "kfold", "label_efficiency": "label_efficiency",
+    "compare": "compare",
 }
 
 

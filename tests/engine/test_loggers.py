@@ -121,6 +121,7 @@ def test_logger_flag_and_config_key(cls_data, tmp_path, capsys, flags, expected)
     ["finetune", "enhance", "--data", "x", "--degradation", "blur", "--out", "o"],
     ["kfold", "--data", "x", "--out", "o"],
     ["experiment", "label-efficiency", "--data", "x", "--weights", "w", "--out", "o"],
+    ["experiment", "compare", "--data", "x", "--init", "scratch", "--init", "weights:w", "--out", "o"],
 ])
 def test_every_training_command_takes_the_flag(argv, capsys):
     assert main([*argv, "--logger", "tensorboard", "--print-config"]) == 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +26,10 @@ import lightning as L
 from sonofm.atomic import atomic_write_json
 from sonofm.data.layouts import load_index
 from sonofm.data.records import DatasetIndex, Sample
-from sonofm.data.splits import fold_split, group_key, kfold_assignments, load_folds, load_split, save_folds, save_split
+from sonofm.data.splits import fold_split, load_split, save_folds, save_split
 from sonofm.data.validate import assert_valid
 from sonofm.engine.distributed import attach_run, is_rank_zero, rank_zero_first
 from sonofm.engine.trainer import Echo
-from sonofm.errors import SonofmError
 from sonofm.metrics.classification import confusion_metrics
 from sonofm.models import create_backbone
 from sonofm.models.state_dict_file import WeightsFile, read_weights_file
@@ -43,9 +41,9 @@ from sonofm.runs.run_folder import RunFolder, prepare_run
 from sonofm.runs.run_model import load_run_model
 from sonofm.tasks.cls.epoch_test_scores import TEST_PER_EPOCH, best_test_epoch
 from sonofm.tasks.cls.finetune import ClsFinetuneConfig, finetune_classifier
+from sonofm.workflows.fold_assignment import fold_assignment
 from sonofm.workflows.kfold_summary import format_table, summarise_folds, write_folds_summary
 
-DEFAULT_FOLDS = 5
 TASKS = ("cls",)
 
 
@@ -95,7 +93,8 @@ def run_kfold(config: KfoldConfig, out: str | Path, overwrite: bool = False, ech
         run, resuming = prepare_run(out, config, overwrite=overwrite) if zero else attach_run(out)
         index = load_index(config.data, task="cls", group_by=config.group_by)
         assert_valid(index)
-        folds = _fold_assignment(config, index, run, resuming)
+        folds = fold_assignment(index, run.path / "folds.csv", resuming, config.fold_seed, config.folds,
+                                config.fold_file)
         weights = read_weights_file(config.weights) if config.pretrained else None  # read once, for every fold
         create_backbone(  # before any write: bad model options leave no run behind
             config.model, img_size=config.img_size, weights=weights, drop_path_rate=config.drop_path,
@@ -113,35 +112,6 @@ def run_kfold(config: KfoldConfig, out: str | Path, overwrite: bool = False, ech
     if not zero:  # every rank trained each fold; rank 0 alone evaluated them and writes the summary
         return {}
     return _summarise(config, run, index, fold_runs, echo)
-
-
-def _fold_assignment(config: KfoldConfig, index: DatasetIndex, run: RunFolder, resuming: bool) -> list[int]:
-    """The run's saved folds when resuming; else those of ``fold_file`` (checked) or new grouped folds."""
-    saved = run.path / "folds.csv"
-    if resuming and saved.is_file():
-        return load_folds(saved, index)
-    if config.fold_file is None:
-        return kfold_assignments(index.samples, config.folds or DEFAULT_FOLDS, seed=config.fold_seed)
-    folds = load_folds(config.fold_file, index)
-    _check_fold_file(config, index, folds)
-    return folds
-
-
-def _check_fold_file(config: KfoldConfig, index: DatasetIndex, folds: list[int]) -> None:
-    """Refuse folds that are not numbered 0..K-1 (none empty), disagree with ``--folds``, or split a group."""
-    path = config.fold_file
-    used = sorted(set(folds))
-    if used != list(range(len(used))) or len(used) < 2:
-        raise SonofmError(f"{path}: folds must be numbered 0..K-1 with K >= 2 and none empty, found {used}")
-    if config.folds is not None and config.folds != len(used):
-        raise SonofmError(f"{path} holds {len(used)} folds but --folds is {config.folds}")
-    folds_of_group: dict[str, set[int]] = defaultdict(set)
-    for sample, fold in zip(index.samples, folds, strict=True):
-        folds_of_group[group_key(sample)].add(fold)
-    split_group = next((key for key, found in folds_of_group.items() if len(found) > 1), None)
-    if split_group is not None:
-        raise SonofmError(f"{path} puts group {split_group!r} (column {index.group_column}) in folds "
-                          f"{sorted(folds_of_group[split_group])}; a group must stay in one fold")
 
 
 def _run_fold(config: KfoldConfig, run: RunFolder, index: DatasetIndex, folds: list[int], fold: int,
