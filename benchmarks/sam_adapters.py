@@ -15,10 +15,8 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -118,31 +116,16 @@ def speed_lines(settings: Settings, precisions: list[str]) -> list[dict]:
     return lines
 
 
-def grouped_subset(source: Path, target: Path, count: int) -> Path:
-    """Every k-th labels.csv row of a flat segmentation set, copied with its image and mask into ``target``."""
-    with (source / "labels.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    kept = rows[:: max(1, len(rows) // count)][:count]
-    for folder in ("images", "masks"):
-        (target / folder).mkdir(parents=True)
-        for row in kept:
-            shutil.copy(source / folder / f"{row['name']}.png", target / folder / f"{row['name']}.png")
-    with (target / "labels.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
-    return target
-
-
 def learning_lines(data: Path, adapter: str, images: int, epochs: int, lr: float, work: Path) -> list[dict]:
     """Fine-tune a random-init vit_tiny with ``adapter`` on a subset of ``data``: Dice before/after, wall time."""
     from sonofm.data.layouts import load_index
     from sonofm.data.splits import load_split
+    from sonofm.data.subset import copy_flat_subset
     from sonofm.sam import build_adapted_sam, build_sam, save_sam_checkpoint
     from sonofm.tasks.sam.evaluation import evaluate_sam
     from sonofm.tasks.sam.train import SamFinetuneConfig, finetune_sam
 
-    subset = grouped_subset(data, work / f"{data.name}_{adapter}", images)
+    subset = copy_flat_subset(data, work / f"{data.name}_{adapter}", images)
     torch.manual_seed(0)
     checkpoint = save_sam_checkpoint(build_sam("vit_tiny"), work / f"{data.name}_{adapter}.pth")
     config = SamFinetuneConfig(data=str(subset), sam_checkpoint=str(checkpoint), sam_type="vit_tiny", img_size=128,

@@ -9,6 +9,8 @@ import torch
 
 from sonofm.cli.main import main
 from sonofm.data.phantom import write_phantom_dataset
+from sonofm.models import create_backbone
+from sonofm.models.weights import save_backbone_weights
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,6 +40,15 @@ def shared_data() -> Path:
             pytest.fail(message + " and SONOFM_REQUIRE_DATA=1 requires it")
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_weights(tmp_path_factory) -> Path:
+    """A random ``usfm_vit_tiny_patch16`` (32 px, depth 1; seed 7) saved as sonofm backbone weights."""
+    torch.manual_seed(7)
+    path = tmp_path_factory.mktemp("encoder") / "encoder.safetensors"
+    save_backbone_weights(create_backbone("usfm_vit_tiny_patch16", img_size=32, depth=1), path)
+    return path
 
 
 @pytest.fixture(scope="session")

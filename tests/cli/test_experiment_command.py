@@ -10,8 +10,6 @@ import torch
 from safetensors.torch import load_file
 
 from sonofm.cli.main import main
-from sonofm.models import create_backbone
-from sonofm.models.weights import save_backbone_weights
 
 MODEL = ["--model", "usfm_vit_tiny_patch16", "--img-size", "32", "--set", "model_args={depth: 1}"]
 # seg.optim.lr=0 keeps every backbone where its run started, so the runs show which weights they started from.
@@ -25,18 +23,11 @@ def phantom(phantom_set):
 
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    torch.manual_seed(7)
-    path = tmp_path_factory.mktemp("encoder") / "encoder.safetensors"
-    save_backbone_weights(create_backbone("usfm_vit_tiny_patch16", img_size=32, depth=1), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def experiment(phantom, encoder, tmp_path_factory):
+def experiment(phantom, tiny_vit_weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("exp") / "le_seg"
-    assert main(["experiment", "label-efficiency", "--task", "seg", "--data", str(phantom), "--weights", str(encoder),
-                 *MODEL, "--fractions", "1.0", "--seeds", "1", "--out", str(out), "--no-progress", *SEG]) == 0
+    assert main(["experiment", "label-efficiency", "--task", "seg", "--data", str(phantom),
+                 "--weights", str(tiny_vit_weights), *MODEL, "--fractions", "1.0", "--seeds", "1", "--out", str(out),
+                 "--no-progress", *SEG]) == 0
     return out
 
 
@@ -58,8 +49,8 @@ def test_every_seg_run_reports_its_own_test_dice(experiment):
     assert not (experiment / "pretrain").exists()  # --weights: no pretraining
 
 
-def test_pretrained_runs_start_from_the_weights_and_scratch_runs_do_not(experiment, encoder):
-    given = load_file(encoder)
+def test_pretrained_runs_start_from_the_weights_and_scratch_runs_do_not(experiment, tiny_vit_weights):
+    given = load_file(tiny_vit_weights)
     pretrained = load_file(experiment / "runs" / "pretrained_f1_s0" / "model.safetensors")
     scratch = load_file(experiment / "runs" / "scratch_f1_s0" / "model.safetensors")
     for key, tensor in given.items():

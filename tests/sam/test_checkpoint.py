@@ -5,14 +5,8 @@ import torch
 from segment_anything import sam_model_registry
 
 from sonofm.errors import SonofmError
-from sonofm.sam import build_sam, load_sam, save_sam_checkpoint
+from sonofm.sam import load_sam
 from sonofm.sam.decoding import decode_masks
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_sam_checkpoint(build_sam("vit_tiny"), tmp_path_factory.mktemp("sam") / "tiny.pth")
 
 
 @pytest.mark.slow

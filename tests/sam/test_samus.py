@@ -8,16 +8,10 @@ from segment_anything.modeling.image_encoder import Block
 
 from sonofm.errors import SonofmError
 from sonofm.runs.model_file import save_tensors
-from sonofm.sam import AdaptedSam, build_adapted_sam, build_sam, load_adapted_sam, save_sam_checkpoint
+from sonofm.sam import AdaptedSam, build_adapted_sam, build_sam, load_adapted_sam
 from sonofm.sam.decoding import decode_masks
 from sonofm.sam.prompts import prompts_from_masks
 from sonofm.sam.samus import SAMUS_PARTS, SamusBlock, samus_part
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_sam_checkpoint(build_sam("vit_tiny"), tmp_path_factory.mktemp("samus") / "tiny.pth")
 
 
 @pytest.mark.slow

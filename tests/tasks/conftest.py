@@ -1,13 +1,13 @@
 """Fixtures shared by the task tests."""
 
-import csv
-import shutil
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from sonofm.data.subset import copy_flat_subset
 
 
 class CrashAtEpoch(L.Callback):
@@ -41,24 +41,7 @@ def assert_same_weights():
     return _assert_same_weights
 
 
-def copy_seg_subset(source: Path, target: Path, count: int) -> Path:
-    """Every k-th labels.csv row of a flat segmentation set (all groups stay represented), copied with its image and
-    mask into ``target``."""
-    with (source / "labels.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    kept = rows[:: max(1, len(rows) // count)][:count]
-    for folder in ("images", "masks"):
-        (target / folder).mkdir(parents=True)
-        for row in kept:
-            shutil.copy(source / folder / f"{row['name']}.png", target / folder / f"{row['name']}.png")
-    with (target / "labels.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
-    return target
-
-
 @pytest.fixture(scope="session")
 def seg_subset():
     """``seg_subset(source, target, count)`` copies a spread subset of a flat segmentation data set."""
-    return copy_seg_subset
+    return copy_flat_subset

@@ -9,12 +9,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-import torch
 from scipy import stats
 
 from sonofm.cli.main import main
-from sonofm.models import create_backbone
-from sonofm.models.weights import save_backbone_weights
 
 MODEL = ["--model", "usfm_vit_tiny_patch16", "--img-size", "32", "--set", "model_args={depth: 1}"]
 CLS = ["--set", "cls.epochs=1", "--set", "cls.batch_size=16", "--set", "cls.num_workers=0",
@@ -27,23 +24,15 @@ def phantom(phantom_set):
     return phantom_set(n_per_class=4, size=48, seed=6, frames_per_group=1) / "cls"
 
 
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    torch.manual_seed(7)
-    path = tmp_path_factory.mktemp("encoder") / "encoder.safetensors"
-    save_backbone_weights(create_backbone("usfm_vit_tiny_patch16", img_size=32, depth=1), path)
-    return path
-
-
-def compare_argv(data: Path, encoder: Path, out: Path, *more: str) -> list[str]:
+def compare_argv(data: Path, tiny_vit_weights: Path, out: Path, *more: str) -> list[str]:
     return ["experiment", "compare", "--task", "cls", "--data", str(data), "--init", "scratch",
-            "--init", f"enc=weights:{encoder}", *MODEL, "--out", str(out), *CLS, *more]
+            "--init", f"enc=weights:{tiny_vit_weights}", *MODEL, "--out", str(out), *CLS, *more]
 
 
 @pytest.fixture(scope="module")
-def experiment(phantom, encoder, tmp_path_factory):
+def experiment(phantom, tiny_vit_weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("exp") / "compare"
-    argv = compare_argv(phantom, encoder, out, "--fractions", "0.5,1.0", "--seeds", "2")
+    argv = compare_argv(phantom, tiny_vit_weights, out, "--fractions", "0.5,1.0", "--seeds", "2")
     assert main(argv) == 0
     return out, argv
 
@@ -70,7 +59,7 @@ def test_every_init_fraction_and_seed_ran(experiment):
         assert (out / name).is_file(), name
 
 
-def test_inits_share_every_split_and_only_enc_starts_from_the_weights(experiment, encoder):
+def test_inits_share_every_split_and_only_enc_starts_from_the_weights(experiment, tiny_vit_weights):
     out, _ = experiment
     runs = out / "runs"
     for fraction in ("0.5", "1"):
@@ -78,7 +67,7 @@ def test_inits_share_every_split_and_only_enc_starts_from_the_weights(experiment
             scratch, enc = runs / f"scratch_f{fraction}_s{seed}", runs / f"enc_f{fraction}_s{seed}"
             assert (scratch / "split.csv").read_text() == (enc / "split.csv").read_text()
             assert "weights: null" in (scratch / "config.yaml").read_text()
-            assert f"weights: {encoder}" in (enc / "config.yaml").read_text()
+            assert f"weights: {tiny_vit_weights}" in (enc / "config.yaml").read_text()
     tests = {tuple(r["name"] for r in read_csv(run / "split.csv") if r["split"] == "test") for run in runs.iterdir()}
     assert len(tests) == 1  # one fixed test split for every run
 
@@ -150,10 +139,10 @@ def test_a_bad_init_is_one_line_and_writes_nothing(phantom, tmp_path, cli_error,
     assert not (tmp_path / "exp").exists()
 
 
-def test_kfold_compare_runs_every_init_on_the_same_grouped_folds(phantom_set, encoder, tmp_path):
+def test_kfold_compare_runs_every_init_on_the_same_grouped_folds(phantom_set, tiny_vit_weights, tmp_path):
     data = phantom_set(n_per_class=8, size=64, seed=3) / "cls"  # 32 images in 8 groups of 4
     out = tmp_path / "compare_kfold"
-    assert main(compare_argv(data, encoder, out, "--fractions", "1.0", "--seeds", "1", "--folds", "2",
+    assert main(compare_argv(data, tiny_vit_weights, out, "--fractions", "1.0", "--seeds", "1", "--folds", "2",
                              "--group-by", "group")) == 0
     rows = read_csv(out / "results.csv")
     assert sorted((r["init"], r["fold"]) for r in rows) == [("enc", "0"), ("enc", "1"), ("scratch", "0"),
