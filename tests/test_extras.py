@@ -132,7 +132,7 @@ def base_environment(where: Path) -> Path:
     return where / "bin" / "python"
 
 
-EXTRA_ONLY = ("sonofm.sam", "sonofm.tasks.sam", "sonofm.inference.sam_evaluate", "sonofm.export.onnx_")
+EXTRA_ONLY = ("sonofm.sam", "sonofm.tasks.sam", "sonofm.inference.sam_evaluate", "sonofm.export.onnx_", "sonofm.serve")
 """The modules that import an extra's library at their top (everything else imports without any extra)."""
 
 DRIVER = """
@@ -172,6 +172,7 @@ def test_base_install_fine_tunes_imports_and_names_the_missing_extras(phantom_se
         ["embed", "--run", str(run), "--input", str(phantom / "cls" / "cyst"), "--out", str(tmp_path / "e.parquet")],
         ["data", "check", str(tmp_path / "dicom")],
         ["predict", "--run", str(run), "--input", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "p2")],
+        ["serve", "--run", str(run), "--port", "0"],
     ]
     done = subprocess.run([str(python), "-c", DRIVER, json.dumps(commands), *EXTRA_ONLY], capture_output=True,
                           text=True, cwd=tmp_path, timeout=600)
@@ -180,9 +181,10 @@ def test_base_install_fine_tunes_imports_and_names_the_missing_extras(phantom_se
     assert unimportable == []
     assert [code for code, _ in results[:2]] == [0, 0], results
     assert (run / "metrics.json").is_file() and (tmp_path / "pred" / "predictions.csv").is_file()
-    sam, onnx, parquet, dicom, video = results[2:]
+    sam, onnx, parquet, dicom, video, serve = results[2:]
     assert sam == [2, "sonofm: error: sonofm sam needs the `sam` extra: pip install 'sonofm[sam]'\n"]
     assert not (tmp_path / "sam").exists()
+    assert serve == [2, "sonofm: error: sonofm serve needs the `serve` extra: pip install 'sonofm[serve]'\n"]
     for (code, err), extra in zip((onnx, parquet, dicom, video), ("onnx", "parquet", "dicom", "video"), strict=True):
         assert code == 2 and err.startswith("sonofm: error: ") and err.count("\n") == 1, err
         assert err.endswith(f"needs the `{extra}` extra: pip install 'sonofm[{extra}]'\n"), err

@@ -22,6 +22,8 @@ ALLOWED = {
     "tasks": {"data", "models", "methods", "sam", "metrics", "runs", "report", "engine"},
     "workflows": {"data", "models", "methods", "sam", "metrics", "runs", "report", "engine", "tasks", "export"},
     "inference": {"data", "models", "methods", "sam", "metrics", "runs", "report", "engine", "tasks", "export"},
+    # the local web page: a front end like cli, on the Python API (sonofm.api) and the parts it shows
+    "serve": {"api", "data", "sam", "runs", "report", "engine", "tasks"},
 }
 
 

@@ -16,6 +16,8 @@ EXTRA_OF = {
     "onnxruntime": "onnx",
     "onnxscript": "onnx",
     "pyarrow": "parquet",
+    "starlette": "serve",
+    "uvicorn": "serve",
 }
 """Top-level module of an optional library -> the extra that installs it (``pip install 'sonofm[EXTRA]'``)."""
 

@@ -34,12 +34,13 @@ DECODER_MODULES = r"(PIL|pydicom)(\.|$)"  # libraries whose UserWarnings describ
 
 def build_parser() -> argparse.ArgumentParser:
     from sonofm.cli import data as data_cli
-    from sonofm.cli import demo, embed, evaluate, experiment, export, finetune, kfold, models, pretrain, sam
+    from sonofm.cli import demo, embed, evaluate, experiment, export, finetune, kfold, models, pretrain, sam, serve
 
     parser = argparse.ArgumentParser(prog="sonofm", description="Ultrasound foundation-model toolkit.")
     parser.add_argument("--version", action="version", version=f"sonofm {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, pretrain, finetune, kfold, sam, evaluate, export, embed, experiment, data_cli, models):
+    commands = (demo, pretrain, finetune, kfold, sam, evaluate, export, embed, serve, experiment, data_cli, models)
+    for module in commands:
         module.register(subparsers)
     for command in _leaf_parsers(parser):
         add_frame_flags(command)

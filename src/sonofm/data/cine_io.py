@@ -8,11 +8,13 @@ keyframe at or before it and decodes forward to it, so it costs at most one grou
 from __future__ import annotations
 
 import bisect
+import io
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -45,15 +47,23 @@ _cache: OrderedDict[tuple[str, float], ClipIndex] = OrderedDict()
 _lock = threading.Lock()  # validation decodes from several threads
 
 
+Opener = Callable[[], str | BinaryIO]
+"""What ``av.open`` reads a clip from: its path, or a fresh file object over its bytes (one per opening)."""
+
+
 def _read_index(path: Path) -> ClipIndex:
     """The packet index of ``path``'s first video stream, read without decoding; SonofmError naming the file on any
     failure."""
-    av = require_extra("av", f"cine input ({path})")
-
     if not path.is_file():
         raise SonofmError(f"cannot read cine {path}: file not found")
+    return _index_of(lambda: str(path), path)
+
+
+def _index_of(opener: Opener, path: Path | str) -> ClipIndex:
+    """The packet index of the clip ``opener`` opens; ``path`` names it in errors."""
+    av = require_extra("av", f"cine input ({path})")
     try:
-        with av.open(str(path)) as container:
+        with av.open(opener()) as container:
             if not container.streams.video:
                 raise SonofmError(f"cannot read cine {path}: no video stream")
             stream = container.streams.video[0]
@@ -96,13 +106,14 @@ def _decoded_frames(container, stream) -> Iterator:
     yield from container.decode(stream)
 
 
-def _decode_frame(path: Path, index: ClipIndex, frame: int) -> np.ndarray:
-    """Frame ``frame`` of ``path``: seek to its keyframe, decode forward to its presentation time."""
+def _decode_frame(opener: Opener, path: Path | str, index: ClipIndex, frame: int) -> np.ndarray:
+    """Frame ``frame`` of the clip ``opener`` opens (``path`` names it in errors): seek to its keyframe, decode
+    forward to its presentation time."""
     av = require_extra("av", f"cine input ({path})")
 
     target = index.stamps[frame]
     try:
-        with av.open(str(path)) as container:
+        with av.open(opener()) as container:
             stream = container.streams.video[0]
             container.seek(index.seek_stamp(frame), stream=stream, backward=True)
             for decoded in _decoded_frames(container, stream):
@@ -134,6 +145,32 @@ def cine_frame_count(path: str | Path) -> int:
 def read_cine_frame(path: str | Path, index: int) -> np.ndarray:
     """Frame ``index`` as a writable ``uint8 (H, W, 3)`` array."""
     clip = clip_index(path)
+    return _checked_frame(lambda: str(path), path, clip, index)
+
+
+def _checked_frame(opener: Opener, path: Path | str, clip: ClipIndex, index: int) -> np.ndarray:
     if not 0 <= index < len(clip.stamps):
         raise SonofmError(f"cannot read cine {path}: frame {index} out of range ({len(clip.stamps)} frames)")
-    return _decode_frame(Path(path), clip, index)
+    return _decode_frame(opener, path, clip, index)
+
+
+@dataclass(frozen=True)
+class CineInMemory:
+    """A cine loop held in memory (e.g. an upload): its packet index, and frames decoded on request by seeking, as
+    :func:`read_cine_frame` does."""
+
+    data: bytes
+    name: str
+    index: ClipIndex
+
+    @property
+    def frames(self) -> int:
+        return len(self.index.stamps)
+
+    def frame(self, index: int) -> np.ndarray:
+        return _checked_frame(lambda: io.BytesIO(self.data), self.name, self.index, index)
+
+
+def read_cine_bytes(data: bytes, name: str) -> CineInMemory:
+    """Index a cine loop held in memory, with the checks of the path readers; ``name`` only names it in errors."""
+    return CineInMemory(data, name, _index_of(lambda: io.BytesIO(data), name))

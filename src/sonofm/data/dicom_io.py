@@ -7,9 +7,11 @@ identifiers are never read into samples, logs or outputs.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -40,8 +42,13 @@ def _open(path: Path, pixels: bool = True):
         raise SonofmError(f"cannot read DICOM {path}: file not found") from None
     except _Unreadable as reason:
         raise SonofmError(f"cannot read DICOM {path}: {reason}") from None
+    return _require_image(dataset, path)
+
+
+def _require_image(dataset, name: Path | str):
+    """``dataset``, or SonofmError naming the file when its header declares no image."""
     if "Rows" not in dataset or "Columns" not in dataset:
-        raise SonofmError(f"cannot read DICOM {path}: holds no image (no Rows/Columns)")
+        raise SonofmError(f"cannot read DICOM {name}: holds no image (no Rows/Columns)")
     return dataset
 
 
@@ -51,11 +58,16 @@ class _Unreadable(Exception):
 
 @lru_cache(maxsize=CACHE_FILES)
 def _open_cached(name: str, mtime_ns: int, size: int, pixels: bool):
+    return _parse(name, name, pixels)
+
+
+def _parse(source: str | BinaryIO, name: Path | str, pixels: bool):
+    """The pydicom dataset read from ``source`` (a path or a file object); _Unreadable when it cannot be parsed."""
     pydicom = require_extra("pydicom", f"DICOM input ({name})")
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(name, stop_before_pixels=not pixels)
+        return pydicom.dcmread(source, stop_before_pixels=not pixels)
     except InvalidDicomError:
         raise _Unreadable("not a DICOM file") from None
     except Exception as error:  # pydicom raises many types for truncated data
@@ -69,10 +81,10 @@ class _Geometry:
     frames: int
 
 
-def _geometry(dataset, path: Path) -> _Geometry:
+def _geometry(dataset, path: Path | str, file_bytes: int | None = None) -> _Geometry:
     """Rows, columns and frames from the header; SonofmError naming the file when they are damaged, exceed the
     pixel limit of plain images (twice Pillow's ``Image.MAX_IMAGE_PIXELS``) or declare more frames than the file
-    could hold."""
+    (``file_bytes`` long; by default the size of the file at ``path``) could hold."""
     try:
         frames = max(int(dataset.get("NumberOfFrames", 1) or 1), 1)
         geometry = _Geometry(int(dataset.Rows), int(dataset.Columns), frames)
@@ -84,9 +96,10 @@ def _geometry(dataset, path: Path) -> _Geometry:
     if geometry.rows * geometry.columns > 2 * Image.MAX_IMAGE_PIXELS:
         raise SonofmError(f"cannot read DICOM {path}: {geometry.columns}x{geometry.rows} is too many pixels "
                           "(Pillow decompression-bomb limit)")
-    if geometry.frames * frame_bytes > path.stat().st_size:
+    file_bytes = Path(path).stat().st_size if file_bytes is None else file_bytes
+    if geometry.frames * frame_bytes > file_bytes:
         raise SonofmError(f"cannot read DICOM {path}: declares {geometry.frames} frames of {geometry.columns}x"
-                          f"{geometry.rows}, more than its {path.stat().st_size} bytes can hold (truncated or corrupt)")
+                          f"{geometry.rows}, more than its {file_bytes} bytes can hold (truncated or corrupt)")
     return geometry
 
 
@@ -122,7 +135,11 @@ def read_dicom_frame(path: str | Path, index: int = 0) -> np.ndarray:
     """
     path = Path(path)
     dataset = _open(path)
-    frames = _geometry(dataset, path).frames
+    return _decode_frame(dataset, path, _geometry(dataset, path).frames, index)
+
+
+def _decode_frame(dataset, path: Path | str, frames: int, index: int) -> np.ndarray:
+    """Frame ``index`` of a parsed DICOM holding ``frames`` frames (see :func:`read_dicom_frame`)."""
     if not 0 <= index < frames:
         raise SonofmError(f"cannot read DICOM {path}: frame {index} out of range ({frames} frames)")
     try:
@@ -175,6 +192,35 @@ def _to_uint8_color(frame: np.ndarray, dataset) -> np.ndarray:
     bits = int(dataset.get("BitsStored", 8))
     scaled = np.clip(frame.astype(np.int64), 0, (1 << bits) - 1) * 255 // max((1 << bits) - 1, 1)
     return scaled.astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class DicomInMemory:
+    """A DICOM file parsed from its bytes (e.g. an upload): frames decoded on request as :func:`read_dicom_frame`
+    decodes them, and the pixel size."""
+
+    dataset: Any
+    name: str
+    frames: int
+    pixel_size_mm: float | None
+
+    def frame(self, index: int) -> np.ndarray:
+        return _decode_frame(self.dataset, self.name, self.frames, index)
+
+
+def read_dicom_bytes(data: bytes, name: str) -> DicomInMemory:
+    """Parse a DICOM file held in memory, with the header checks of the path readers; ``name`` only names the file
+    in errors. Only technical fields are used (see :func:`dicom_metadata`)."""
+    try:
+        dataset = _require_image(_parse(io.BytesIO(data), name, pixels=True), name)
+    except _Unreadable as reason:
+        raise SonofmError(f"cannot read DICOM {name}: {reason}") from None
+    frames = _geometry(dataset, name, len(data)).frames
+    try:
+        size = pixel_size_mm(dataset)
+    except Exception as error:  # a damaged value raises when pydicom converts it
+        raise SonofmError(f"cannot read DICOM {name}: damaged header ({first_line(error)})") from None
+    return DicomInMemory(dataset, name, frames, size)
 
 
 def pixel_size_mm(dataset) -> float | None:

@@ -6,12 +6,15 @@ Files are decoded fully, so a truncated file fails here rather than inside a Dat
 Pillow's default ``ImageFile.LOAD_TRUNCATED_IMAGES = False``.
 
 DICOM files (``.dcm``/``.dicom``) and frame references (``clip.mp4/clip_f0007``, see :mod:`sonofm.data.frames`)
-are read too; a cine or multi-frame DICOM path given directly reads its first frame.
+are read too; a cine or multi-frame DICOM path given directly reads its first frame. :func:`decode_image` decodes a
+plain image file held in memory (an upload) with the same checks.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -49,23 +52,24 @@ def _read_special(path: Path) -> np.ndarray | None:
     return None
 
 
-def _decode(path: Path, what: str) -> Image.Image:
-    """Open and fully decode ``path``; ``what`` ("image" or "mask") names the file kind in errors.
+def _decode(source: Path | BinaryIO, what: str, name: Path | str) -> Image.Image:
+    """Open and fully decode ``source`` (a path, or a file's bytes in memory); ``what`` ("image" or "mask") names the
+    file kind and ``name`` the file in errors.
 
     A header declaring more than twice ``Image.MAX_IMAGE_PIXELS`` pixels is refused before any pixel is decoded.
     """
     try:
-        with Image.open(path) as opened:
+        with Image.open(source) as opened:
             if opened.format not in _FORMATS:
                 raise SonofmError(
-                    f"cannot read {what} {path}: unsupported format {opened.format} (use PNG, JPEG, BMP or TIFF)"
+                    f"cannot read {what} {name}: unsupported format {opened.format} (use PNG, JPEG, BMP or TIFF)"
                 )
             opened.load()
             return opened.copy()  # closing the file releases the decoded data, so keep a copy
     except SonofmError:
         raise
     except Exception as error:  # Pillow's decoders raise many types for damaged files
-        raise SonofmError(f"cannot read {what} {path}: {_open_failure(error)}") from None
+        raise SonofmError(f"cannot read {what} {name}: {_open_failure(error)}") from None
 
 
 def _open_failure(error: Exception) -> str:
@@ -81,7 +85,7 @@ def _open_failure(error: Exception) -> str:
     return f"truncated or corrupt ({first_line(error)})"
 
 
-def _convert(image: Image.Image, mode: str, path: Path, what: str) -> Image.Image:
+def _convert(image: Image.Image, mode: str, path: Path | str, what: str) -> Image.Image:
     """``image`` converted to ``mode``; SonofmError naming the file when Pillow cannot convert its pixel mode."""
     try:
         return image.convert(mode)
@@ -101,7 +105,17 @@ def read_image(path: str | Path) -> np.ndarray:
     special = _read_special(path)
     if special is not None:
         return special
-    image = _decode(path, "image")
+    return _rgb_pixels(_decode(path, "image", path), path)
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """A plain image file held in memory (PNG, JPEG, BMP or TIFF bytes, e.g. an upload) as ``uint8 (H, W, 3)``,
+    decoded and checked as :func:`read_image` does; ``name`` only names the file in errors."""
+    return _rgb_pixels(_decode(io.BytesIO(data), "image", name), name)
+
+
+def _rgb_pixels(image: Image.Image, path: Path | str) -> np.ndarray:
+    """A decoded image as ``uint8 (H, W, 3)`` (see :func:`read_image`); ``path`` names the file in errors."""
     if image.mode in _SIXTEEN_BIT_MODES:
         wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
         gray = ((wide * 255 + 32767) // 65535).astype(np.uint8)
@@ -121,7 +135,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     channels are equal; a gray + alpha mask keeps its gray channel.
     """
     path = Path(path)
-    image = _decode(path, "mask")
+    image = _decode(path, "mask", path)
     if image.mode == "F":
         raise SonofmError(f"cannot read mask {path}: floating-point pixels; masks must be integer class ids")
     if image.mode in ("LA", "La", "PA"):

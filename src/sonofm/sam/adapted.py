@@ -93,7 +93,11 @@ class AdaptedSam(nn.Module):
 
     def predict(self, images: Tensor) -> Tensor:
         """Class scores (B, K, S, S) for an argmax anatomy map: background scores 0.5, class k its probability."""
-        probs = self.class_logits(self.embed(images)).float().sigmoid()
+        return self.class_scores(self.embed(images))
+
+    def class_scores(self, embeddings: Tensor) -> Tensor:
+        """:meth:`predict`'s class scores from image embeddings (B, C, h, w)."""
+        probs = self.class_logits(embeddings).float().sigmoid()
         background = torch.full_like(probs[:, :1], BACKGROUND_SCORE)
         return torch.cat([background, probs], dim=1)
 

@@ -22,22 +22,31 @@ PROMPT_KINDS = ("point", "box")
 
 @dataclass
 class Prompts:
-    """``P`` prompts on a batch of images; exactly one of ``points`` / ``boxes`` is set."""
+    """``P`` prompts on a batch of images: clicks, boxes or both (drawn from masks: exactly one of them)."""
 
     image_index: Tensor  # (P,) int64: the image each prompt belongs to
     class_id: Tensor  # (P,) int64: the class it asks for
     points: Tensor | None = None  # (P, N, 2) float (x, y)
     boxes: Tensor | None = None  # (P, 4) float (x0, y0, x1, y1)
+    point_labels: Tensor | None = None  # (P, N) int64: 1 a positive click, 0 a negative one; all positive if None
 
     def __len__(self) -> int:
         return len(self.image_index)
 
     def embed(self, prompt_encoder: PromptEncoder) -> tuple[Tensor, Tensor]:
-        """SAM's sparse ``(P, T, C)`` and dense ``(P, C, h, w)`` prompt embeddings (positive clicks)."""
+        """SAM's sparse ``(P, T, C)`` and dense ``(P, C, h, w)`` prompt embeddings."""
         points = None
         if self.points is not None:
-            points = (self.points, torch.ones(self.points.shape[:2], dtype=torch.int64, device=self.points.device))
+            labels = self.point_labels
+            if labels is None:
+                labels = torch.ones(self.points.shape[:2], dtype=torch.int64, device=self.points.device)
+            points = (self.points, labels)
         return prompt_encoder(points=points, boxes=self.boxes, masks=None)
+
+    def to(self, device: torch.device) -> Prompts:
+        """The same prompts on ``device``."""
+        return Prompts(*(None if value is None else value.to(device) for value in (
+            self.image_index, self.class_id, self.points, self.boxes, self.point_labels)))
 
     def targets(self, masks: Tensor) -> Tensor:
         """Binary targets (P, H, W) float: the pixels of each prompt's class in its image's mask (B, H, W)."""
@@ -71,7 +80,7 @@ def prompts_from_masks(masks: Tensor, num_classes: int, kind: str, generator: to
             if generator is not None else boxes
     else:
         check_prompt_kinds([kind])
-    return _to(prompts, masks.device)
+    return prompts.to(masks.device)
 
 
 def random_clicks(regions: Tensor, count: int, generator: torch.Generator) -> Tensor:
@@ -115,11 +124,3 @@ def jitter_boxes(boxes: Tensor, width: int, height: int, jitter: float, generato
     low = torch.minimum(moved[:, :2], moved[:, 2:])
     high = torch.maximum(moved[:, :2], moved[:, 2:])
     return torch.cat([low, high], dim=1)
-
-
-def _to(prompts: Prompts, device: torch.device) -> Prompts:
-    return Prompts(
-        prompts.image_index.to(device), prompts.class_id.to(device),
-        None if prompts.points is None else prompts.points.to(device),
-        None if prompts.boxes is None else prompts.boxes.to(device),
-    )

@@ -1,0 +1,24 @@
+"""A segmenter on the page: ``sonofm.load(...).predict``'s class-id mask, its overlay, legend and areas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sonofm.api import LoadedModel
+from sonofm.serve.rendering import mask_result
+
+
+class SegmenterRunner:
+    task = "seg"
+
+    def __init__(self, loaded: LoadedModel, precision: str) -> None:
+        self.loaded = loaded
+        self.precision = precision
+        self.classes = loaded.classes
+        self.img_size = loaded.loaded.img_size
+
+    def predict(self, image: np.ndarray, pixel_size_mm: float | None) -> dict[str, Any]:
+        ids = self.loaded.predict(image, precision=self.precision)[0]
+        return {"kind": "mask", **mask_result(ids, self.classes, pixel_size_mm)}
