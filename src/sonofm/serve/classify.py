@@ -13,17 +13,15 @@ from sonofm.api import LoadedModel
 from sonofm.data.transforms import ClassificationTransform
 from sonofm.engine.precision import inference_device
 from sonofm.report.gradcam import grad_cam
+from sonofm.serve.loaded_runner import LoadedModelRunner
 from sonofm.serve.rendering import data_url, heatmap
 
 
-class ClassifierRunner:
+class ClassifierRunner(LoadedModelRunner):
     task = "cls"
 
     def __init__(self, loaded: LoadedModel, precision: str) -> None:
-        self.loaded = loaded
-        self.precision = precision
-        self.classes = loaded.classes
-        self.img_size = loaded.loaded.img_size
+        super().__init__(loaded, precision)
         self.transform = ClassificationTransform(self.img_size, train=False)
 
     def predict(self, image: np.ndarray, pixel_size_mm: float | None) -> dict[str, Any]:

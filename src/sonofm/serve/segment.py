@@ -6,18 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from sonofm.api import LoadedModel
+from sonofm.serve.loaded_runner import LoadedModelRunner
 from sonofm.serve.rendering import mask_result
 
 
-class SegmenterRunner:
+class SegmenterRunner(LoadedModelRunner):
     task = "seg"
-
-    def __init__(self, loaded: LoadedModel, precision: str) -> None:
-        self.loaded = loaded
-        self.precision = precision
-        self.classes = loaded.classes
-        self.img_size = loaded.loaded.img_size
 
     def predict(self, image: np.ndarray, pixel_size_mm: float | None) -> dict[str, Any]:
         ids = self.loaded.predict(image, precision=self.precision)[0]

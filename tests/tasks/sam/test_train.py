@@ -182,14 +182,17 @@ def test_automask_labels_a_packed_folder_as_its_image_folder(phantom, prompter_r
         np.testing.assert_array_equal(pack_mask, folder_mask)
 
 
-def test_interrupted_stage_one_resumes_exactly(phantom, tiny_sam, tmp_path, crash_at_epoch, assert_same_weights):
-    config = stage_one_config(phantom, tiny_sam, epochs=3, img_size=64)
+@pytest.mark.parametrize("adapter", ["lora", "samus"])
+def test_interrupted_stage_one_resumes_exactly(phantom, tiny_sam, tmp_path, crash_at_epoch, assert_same_weights,
+                                               adapter):
+    config = stage_one_config(phantom, tiny_sam, epochs=3, img_size=64, adapter=adapter)
     finetune_sam(config, tmp_path / "straight", **QUIET)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        finetune_sam(stage_one_config(phantom, tiny_sam, epochs=3, img_size=64), tmp_path / "resumed",
-                     callbacks=[crash_at_epoch(2)], **QUIET)
-    finetune_sam(stage_one_config(phantom, tiny_sam, epochs=3, img_size=64), tmp_path / "resumed", **QUIET)
-    assert_same_weights(tmp_path / "straight", tmp_path / "resumed")  # the LoRA factors and the mask decoder
+        finetune_sam(stage_one_config(phantom, tiny_sam, epochs=3, img_size=64, adapter=adapter),
+                     tmp_path / "resumed", callbacks=[crash_at_epoch(2)], **QUIET)
+    finetune_sam(stage_one_config(phantom, tiny_sam, epochs=3, img_size=64, adapter=adapter), tmp_path / "resumed",
+                 **QUIET)
+    assert_same_weights(tmp_path / "straight", tmp_path / "resumed")  # the adapter's tensors and the mask decoder
     assert (tmp_path / "resumed/split.csv").read_text() == (tmp_path / "straight/split.csv").read_text()
     assert (tmp_path / "resumed/log.csv").read_text().count("\n") == 1 + 3
 
