@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torchmetrics.functional.classification import (
@@ -75,8 +76,11 @@ def confusion_metrics(matrix: torch.Tensor, class_names: list[str]) -> dict[str,
 
 
 def _auroc(probs: torch.Tensor, labels: torch.Tensor, num_classes: int, present: torch.Tensor) -> float:
-    """Macro one-vs-rest AUROC over the classes present in ``labels``."""
+    """Macro one-vs-rest AUROC over the classes present in ``labels`` (absent classes are left out, so torchmetrics'
+    warning about them is silenced)."""
     if int(present.sum()) < 2:
         return math.nan
-    per_class = multiclass_auroc(probs, labels, num_classes=num_classes, average="none")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No positive samples in targets")
+        per_class = multiclass_auroc(probs, labels, num_classes=num_classes, average="none")
     return per_class[present].mean().item()
