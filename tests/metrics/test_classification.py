@@ -39,7 +39,6 @@ def test_auroc_perfect_ranking_and_single_class_nan():
     assert math.isnan(classification_metrics(probs[:1], labels[:1], CLASSES)["auroc"])
 
 
-
 def test_auroc_over_present_classes_without_warning(recwarn):
     """A test fold without one class (grouped folds): AUROC averages the two present classes, silently."""
     labels = torch.tensor([0, 1, 0, 1])
@@ -48,6 +47,7 @@ def test_auroc_over_present_classes_without_warning(recwarn):
     assert metrics["auroc"] == pytest.approx((0.75 + 0.75) / 2)
     assert math.isnan(metrics["recall/c"])
     assert not [w for w in recwarn if "No positive samples" in str(w.message)]
+
 
 def test_confusion_matrix_rows_are_true_classes():
     labels = torch.tensor([0, 0, 1, 2])

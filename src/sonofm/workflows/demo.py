@@ -49,8 +49,8 @@ class DemoConfig:
     dataset (when ``data`` has no ``seg/``); without one the segmentation stages are skipped.
     ``num_workers`` = 0 loads images in the training process: on a small CPU budget, starting a worker process
     every epoch costs more than it saves. Classification fine-tuning uses peak LR ``cls_lr``, no drop path, and
-    layer decay ``cls_layer_decay`` from the pretrained weights (none from scratch): the recipe that let the phantom
-    MIM encoder show (README, "Does pretraining help?").
+    layer decay ``cls_layer_decay`` from the pretrained weights (none from scratch): the recipe under which the
+    phantom MIM encoder beat scratch in the README's "The demo report" runs.
     """
 
     data: str | None = None
@@ -253,7 +253,8 @@ def _comparison_section(title: str, text: str, task: str, keys: tuple[str, ...],
 
 def _summary_section(config: DemoConfig, cls_data: Path, seg_data: Path | None, stages: dict[str, _Stage],
                      elapsed: float) -> Section:
-    data = "the built-in phantom set" if config.data is None else f"{cls_data}" + (f" and {seg_data}" if seg_data else "")
+    data = ("the built-in phantom set" if config.data is None
+            else f"{cls_data}" + (f" and {seg_data}" if seg_data else ""))
     rows = []
     for name, stage in stages.items():
         counts = ", ".join(f"{split} {count}" for split, count in stage.counts.items())
