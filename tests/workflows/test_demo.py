@@ -1,5 +1,7 @@
 """Demo data resolution and the printed summary (the training itself: tests/cli/test_demo_command.py)."""
 
+import csv
+
 import pytest
 
 from sonofm.errors import SonofmError
@@ -25,6 +27,15 @@ def test_missing_folders_are_errors(tmp_path):
         _resolve_data(DemoConfig(data=str(tmp_path / "nope")), tmp_path / "o", print)
     with pytest.raises(SonofmError, match="--seg-data is not a folder: .*gone"):
         _resolve_data(DemoConfig(data=str(tmp_path), seg_data=str(tmp_path / "gone")), tmp_path / "o", print)
+
+
+def test_phantom_has_one_frame_per_subject_by_default(tmp_path):
+    config = DemoConfig(phantom_per_class=3, img_size=64)
+    cls, seg = _resolve_data(config, tmp_path, lambda line: None)
+    with (cls / "labels.csv").open(newline="") as handle:
+        groups = [row["group"] for row in csv.DictReader(handle)]
+    assert (cls, seg) == (tmp_path / "phantom" / "cls", tmp_path / "phantom" / "seg")
+    assert len(groups) == 12 and len(set(groups)) == 12
 
 
 def test_quick_config_is_smaller():
