@@ -32,10 +32,25 @@ def test_serve_listens_on_loopback_and_stops_on_ctrl_c(serve_run):
 
 
 class _NoServer:
-    """Stands in for uvicorn's server: returns at once."""
+    """Stands in for uvicorn's server: returns at once, as after a Ctrl-C (``started``) or a failed start."""
+
+    def __init__(self, started: bool = True):
+        self.started = started
 
     def run(self, sockets):
         sockets[0].close()
+
+
+def test_a_server_that_returns_after_ctrl_c_has_stopped(serve_run, monkeypatch, capsys):
+    monkeypatch.setattr(server, "_server", lambda app: _NoServer())
+    assert main(["serve", "--run", str(serve_run("cls")), "--port", "0"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "sonofm serve: stopped"
+
+
+def test_a_server_that_never_started_is_an_error(serve_run, monkeypatch, cli_error):
+    monkeypatch.setattr(server, "_server", lambda app: _NoServer(started=False))
+    message = cli_error(["serve", "--run", str(serve_run("cls")), "--port", "0"])
+    assert "the server stopped before it started serving" in message
 
 
 def test_another_host_is_warned_about(serve_run, monkeypatch, capsys):

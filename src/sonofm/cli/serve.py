@@ -26,5 +26,6 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         serve(args.run, args.host, args.port, args.max_upload_mb, args.precision)
     except KeyboardInterrupt:
-        print("sonofm serve: stopped")
+        pass  # Ctrl-C: the server has shut down (serve() may also just return then)
+    print("sonofm serve: stopped")
     return 0

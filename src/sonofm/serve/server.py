@@ -22,7 +22,11 @@ from sonofm.serve.security import is_loopback
 
 def serve(paths: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 50,
           precision: str = "32", echo: Callable[[str], None] = partial(print, flush=True)) -> None:
-    """Load the models of ``paths`` and serve the page until Ctrl-C (``echo`` says where, flushed at once)."""
+    """Load the models of ``paths`` and serve the page until Ctrl-C (``echo`` says where, flushed at once).
+
+    uvicorn handles Ctrl-C itself, shuts down, then raises the signal again; that second SIGINT becomes a
+    KeyboardInterrupt only if it lands before asyncio's main task has finished, so both endings mean "stopped".
+    """
     if max_upload_mb <= 0:
         raise SonofmError(f"--max-upload-mb must be > 0, got {max_upload_mb}")
     models = load_served_models(paths, precision)
@@ -33,7 +37,10 @@ def serve(paths: Sequence[str | Path], host: str = "127.0.0.1", port: int = 8000
              "the models (there is no login); use the default --host 127.0.0.1 unless you mean it")
     names = ", ".join(f"{model.name} ({model.runner.task})" for model in models)
     echo(f"serving {names} at {url_of(listening)} (Ctrl-C stops)")
-    _server(app).run(sockets=[listening])
+    running = _server(app)
+    running.run(sockets=[listening])  # returns (or raises KeyboardInterrupt) after Ctrl-C, once shut down
+    if not running.started:
+        raise SonofmError("the server stopped before it started serving (see the message above)")
 
 
 def bind(host: str, port: int) -> socket.socket:
