@@ -1,9 +1,8 @@
 """Demo data resolution and the printed summary (the training itself: tests/cli/test_demo_command.py)."""
 
-import csv
-
 import pytest
 
+from sonofm.data.layouts import load_index
 from sonofm.errors import SonofmError
 from sonofm.runs.run_folder import RunFolder
 from sonofm.workflows.demo import DemoConfig, _resolve_data, _Stage, format_summary, quick_config
@@ -32,10 +31,10 @@ def test_missing_folders_are_errors(tmp_path):
 def test_phantom_has_one_frame_per_subject_by_default(tmp_path):
     config = DemoConfig(phantom_per_class=3, img_size=64)
     cls, seg = _resolve_data(config, tmp_path, lambda line: None)
-    with (cls / "labels.csv").open(newline="") as handle:
-        groups = [row["group"] for row in csv.DictReader(handle)]
+    index = load_index(cls, task="cls")
+    groups = [sample.group for sample in index.samples]
     assert (cls, seg) == (tmp_path / "phantom" / "cls", tmp_path / "phantom" / "seg")
-    assert len(groups) == 12 and len(set(groups)) == 12
+    assert index.group_column == "group" and len(groups) == 12 and len(set(groups)) == 12
 
 
 def test_quick_config_is_smaller():

@@ -46,15 +46,13 @@ class DemoConfig:
 
     ``data`` is a classification dataset, or a folder holding ``cls/`` and ``seg/`` datasets; None writes the
     phantom set (``phantom_per_class`` images per class, ``phantom_frames_per_subject`` frames of each simulated
-    subject) into ``OUT/phantom``. One frame per subject puts 16 subjects of each class in the 64-image test split;
-    with 4 frames there were 4, and one misjudged subject moved balanced accuracy by 0.06. ``seg_data`` is a
-    segmentation dataset (when ``data`` has no ``seg/``); without one the segmentation stages are skipped.
-    ``img_size`` = 96 gives the patch-16 ViT 6 x 6 tokens: at 64 px (4 x 4) phantom lesions straddle patch borders
-    and the MIM weights reached only 0.69-0.81 balanced accuracy. ``num_workers`` = 0 loads images in the training
-    process: on a small CPU budget, starting a worker process every epoch costs more than it saves. Classification
-    fine-tuning uses peak LR ``cls_lr``, no drop path, and layer decay ``cls_layer_decay`` from the pretrained
-    weights (none from scratch): the recipe under which the phantom MIM encoder beat scratch in the README's "The
-    demo report" runs.
+    subject) into ``OUT/phantom``; one frame per subject puts 64 subjects in the test split, so one misjudged subject
+    moves balanced accuracy by 0.016. ``seg_data`` is a segmentation dataset (when ``data`` has no ``seg/``); without
+    one the segmentation stages are skipped. ``img_size`` = 96 gives the patch-16 ViT 6 x 6 tokens (at 64 px, 4 x 4,
+    phantom lesions straddle patch borders). ``num_workers`` = 0 loads images in the training process: on a small
+    CPU budget, starting a worker process every epoch costs more than it saves. Classification fine-tuning uses peak
+    LR ``cls_lr``, no drop path, and layer decay ``cls_layer_decay`` from the pretrained weights (none from scratch).
+    README "The demo report" gives the runs behind each of these choices.
     """
 
     data: str | None = None
